@@ -1,0 +1,31 @@
+# The README's quick start: `make demo` and `make test` work on a fresh clone with Python 3.9+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-output
+
+.PHONY: demo test bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## Profile the example program with no AWS account; the last line printed is the flame graph's path.
+demo: $(VENV)/.installed
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python -m codeguru_agent --local $(DEMO_DIR) examples/order_pipeline.py
+
+## Run the whole test suite.
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+## Benchmarks side by side with the official agent (installs both into their own environment).
+bench:
+	$(MAKE) -C benchmarks bench PYTHON=$(PYTHON)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

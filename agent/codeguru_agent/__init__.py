@@ -1,0 +1,32 @@
+"""codeguru_agent: a low-overhead Amazon CodeGuru Profiler agent for Python.
+
+Importing this package is cheap and has no side effects: boto3, the sampler and every thread are
+loaded only when profiling starts.
+
+    import codeguru_agent
+    codeguru_agent.start(profiling_group_name="MyGroup")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Profiler", "start", "stop", "with_lambda_profiler", "__version__"]
+
+if TYPE_CHECKING:
+    from codeguru_agent.aws_lambda.decorator import with_lambda_profiler
+    from codeguru_agent.profiler import Profiler, start, stop
+
+
+def __getattr__(name: str) -> Any:
+    """Load the public API on first use, so ``import codeguru_agent`` stays nearly free."""
+    if name in ("Profiler", "start", "stop"):
+        from codeguru_agent import profiler
+
+        return getattr(profiler, name)
+    if name == "with_lambda_profiler":
+        from codeguru_agent.aws_lambda.decorator import with_lambda_profiler
+
+        return with_lambda_profiler
+    raise AttributeError(f"module 'codeguru_agent' has no attribute {name!r}")

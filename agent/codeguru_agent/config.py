@@ -1,0 +1,334 @@
+"""The agent's configuration: one frozen value built from defaults, environment and arguments.
+
+Precedence, lowest first: defaults < the service's ConfigureAgent answer < environment variables <
+constructor arguments. Every option has one keyword name and one environment variable. A bad
+environment value never raises: it is logged once as a WARNING naming the variable, the value and
+the value used instead. A bad keyword argument from code raises ``TypeError`` at the call site only
+for unknown names; bad values are treated like bad environment values, because the agent must never
+break the host's start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX: Final = "AWS_CODEGURU_PROFILER_"
+MIN_REPORTING_INTERVAL_MS: Final = 1_000
+MIN_SAMPLING_INTERVAL_MS: Final = 1
+MAX_SAMPLING_INTERVAL_MS: Final = 60_000
+GROUP_NAME_PATTERN: Final = re.compile(r"^[\w-]{1,255}$")
+ARN_PATTERN: Final = re.compile(
+    r"^arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"profilingGroup/(?P<name>[\w-]{1,255})$"
+)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent needs to know, resolved once when it starts."""
+
+    profiling_group_name: Optional[str] = None
+    region_name: Optional[str] = None
+    enabled: bool = True
+    sampling_interval_ms: float = 10.0
+    reporting_interval_ms: int = 300_000
+    profile_format: str = "json"
+    max_stack_depth: int = 1000
+    max_threads: int = 100
+    excluded_threads: FrozenSet[str] = frozenset()
+    killswitch_file: str = "/var/tmp/killProfiler"
+    cpu_limit_percent: float = 1.0
+    memory_limit_mb: float = 10.0
+    local_dir: Optional[str] = None
+    shutdown_timeout_ms: int = 5_000
+    log_level: Optional[str] = None
+    endpoint_url: Optional[str] = None
+    credential_profile: Optional[str] = None
+    backlog_max_profiles: int = 20
+    backlog_max_mb: float = 32.0
+    spool_dir: Optional[str] = None
+    auto_create_group: bool = False
+    user_set: FrozenSet[str] = field(default=frozenset(), compare=False)
+    """Options set by an argument or the environment: the service's answer must not change them."""
+
+    def with_server_configuration(self, answer: Mapping[str, Any]) -> AgentConfig:
+        """Apply a ConfigureAgent answer to the options the user left to the service."""
+        changes: Dict[str, Any] = {}
+        period_s = _positive_number(answer.get("periodInSeconds"))
+        if period_s is not None:
+            changes["reporting_interval_ms"] = max(MIN_REPORTING_INTERVAL_MS, int(period_s * 1000))
+        parameters = answer.get("agentParameters") or {}
+        sampling_ms = _positive_number(parameters.get("SamplingIntervalInMilliseconds"))
+        if sampling_ms is not None:
+            changes["sampling_interval_ms"] = min(MAX_SAMPLING_INTERVAL_MS, max(MIN_SAMPLING_INTERVAL_MS, sampling_ms))
+        depth = _positive_number(parameters.get("MaxStackDepth"))
+        if depth is not None:
+            changes["max_stack_depth"] = int(depth)
+        memory_percent = _positive_number(parameters.get("MemoryUsageLimitPercent"))
+        if memory_percent is not None and memory_percent <= 100:
+            changes["memory_limit_mb"] = _memory_mb_for_percent(memory_percent)
+        allowed = {k: v for k, v in changes.items() if k not in self.user_set}
+        return dataclasses.replace(self, **allowed) if allowed else self
+
+
+def _positive_number(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _memory_mb_for_percent(percent: float) -> float:
+    """The service's MemoryUsageLimitPercent as megabytes of this machine's memory."""
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    except Exception:  # psutil is optional at this point; a guess is better than failing
+        total = 1 << 30
+    return total * percent / 100.0 / 2**20
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+Parser = Callable[[str], Any]
+
+
+class _Invalid(ValueError):
+    """A value that cannot be used; the message says why."""
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise _Invalid("expected true or false")
+
+
+def _number(low: float, high: float, integer: bool) -> Parser:
+    def parse(text: str) -> Any:
+        try:
+            number = float(text)
+        except ValueError:
+            raise _Invalid("not a number") from None
+        if not math.isfinite(number):
+            raise _Invalid("not a finite number")
+        if integer and number != int(number):
+            raise _Invalid("not a whole number")
+        if not low <= number <= high:
+            raise _Invalid(f"outside {low:g}..{high:g}")
+        return int(number) if integer else number
+
+    return parse
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in choices:
+            raise _Invalid(f"expected one of {', '.join(choices)}")
+        return lowered
+
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise _Invalid("empty")
+    return text.strip()
+
+
+def _group_name(text: str) -> str:
+    if not GROUP_NAME_PATTERN.match(text):
+        raise _Invalid("a profiling group name is 1 to 255 letters, digits, '_' or '-'")
+    return text
+
+
+def _names(text: str) -> FrozenSet[str]:
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise _Invalid("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+@dataclass(frozen=True)
+class _Option:
+    field: str
+    env: Optional[str]
+    parse: Parser
+
+
+OPTIONS: Final[Tuple[_Option, ...]] = (
+    _Option("profiling_group_name", ENV_PREFIX + "GROUP_NAME", _group_name),
+    _Option("region_name", ENV_PREFIX + "TARGET_REGION", _text),
+    _Option("enabled", ENV_PREFIX + "ENABLED", _parse_bool),
+    _Option("sampling_interval_ms", ENV_PREFIX + "SAMPLING_INTERVAL_MS",
+            _number(MIN_SAMPLING_INTERVAL_MS, MAX_SAMPLING_INTERVAL_MS, False)),
+    _Option("reporting_interval_ms", ENV_PREFIX + "REPORTING_INTERVAL_MS",
+            _number(MIN_REPORTING_INTERVAL_MS, 24 * 3600 * 1000, True)),
+    _Option("profile_format", ENV_PREFIX + "FORMAT", _choice("json", "ion")),
+    _Option("max_stack_depth", ENV_PREFIX + "MAX_STACK_DEPTH", _number(1, 10_000, True)),
+    _Option("max_threads", ENV_PREFIX + "MAX_THREADS", _number(1, 100_000, True)),
+    _Option("excluded_threads", ENV_PREFIX + "EXCLUDED_THREADS", _names),
+    _Option("killswitch_file", ENV_PREFIX + "KILLSWITCH_FILE", _text),
+    _Option("cpu_limit_percent", ENV_PREFIX + "CPU_LIMIT_PERCENT", _number(0.01, 100, False)),
+    _Option("memory_limit_mb", ENV_PREFIX + "MEMORY_LIMIT_MB", _number(0.1, 100_000, False)),
+    _Option("local_dir", ENV_PREFIX + "LOCAL_DIR", _text),
+    _Option("shutdown_timeout_ms", ENV_PREFIX + "SHUTDOWN_TIMEOUT_MS", _number(0, 600_000, True)),
+    _Option("log_level", ENV_PREFIX + "LOG_LEVEL", _log_level),
+    _Option("endpoint_url", None, _text),
+    _Option("credential_profile", None, _text),
+    _Option("backlog_max_profiles", ENV_PREFIX + "BACKLOG_MAX_PROFILES", _number(1, 10_000, True)),
+    _Option("backlog_max_mb", ENV_PREFIX + "BACKLOG_MAX_MB", _number(0.1, 100_000, False)),
+    _Option("spool_dir", ENV_PREFIX + "SPOOL_DIR", _text),
+    _Option("auto_create_group", None, _parse_bool),
+)
+_BY_FIELD: Final = {option.field: option for option in OPTIONS}
+GROUP_ARN_ENV: Final = ENV_PREFIX + "GROUP_ARN"
+CREDENTIAL_PATH_ENV: Final = ENV_PREFIX + "CREDENTIAL_PATH"
+
+# The official agent's ``environment_override`` keys that mean the same as one of our options.
+_OVERRIDE_KEYS: Final = {
+    "sampling_interval": "sampling_interval_ms",
+    "reporting_interval": "reporting_interval_ms",
+    "max_stack_depth": "max_stack_depth",
+    "excluded_threads": "excluded_threads",
+    "killswitch_filepath": "killswitch_file",
+    "cpu_limit_percentage": "cpu_limit_percent",
+    "endpoint_url": "endpoint_url",
+    "max_threads": "max_threads",
+}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A resolved configuration and the warnings met on the way (already logged)."""
+
+    config: AgentConfig
+    warnings: Tuple[str, ...]
+
+
+def resolve(arguments: Optional[Mapping[str, Any]] = None,
+            environ: Optional[Mapping[str, str]] = None) -> Resolution:
+    """Build the configuration from keyword arguments over environment variables over defaults."""
+    env = os.environ if environ is None else environ
+    warnings: List[str] = []
+    values: Dict[str, Any] = {}
+    user_set = set()
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        logger.warning(message)
+
+    for option in OPTIONS:
+        if option.env is None or option.env not in env:
+            continue
+        raw = env[option.env]
+        try:
+            values[option.field] = option.parse(raw)
+            user_set.add(option.field)
+        except _Invalid as reason:
+            fallback = getattr(AgentConfig, option.field)
+            warn(f"{option.env}={raw!r} is invalid ({reason}); using {_show(fallback)} instead")
+
+    arn_values = _from_arn(env.get(GROUP_ARN_ENV), warn)
+    for name, value in arn_values.items():
+        if name in values and values[name] != value:
+            logger.info("%s overrides %s from the environment", GROUP_ARN_ENV, _BY_FIELD[name].env)
+        values[name] = value
+        user_set.add(name)
+    if env.get(CREDENTIAL_PATH_ENV):
+        warn(f"{CREDENTIAL_PATH_ENV} is not supported; use AWS_SHARED_CREDENTIALS_FILE or a credential profile")
+
+    for name, value in _arguments(arguments or {}, warn).items():
+        values[name] = value
+        user_set.add(name)
+
+    config = AgentConfig(**values, user_set=frozenset(user_set))
+    return Resolution(config, tuple(warnings))
+
+
+def _from_arn(arn: Optional[str], warn: Callable[[str], None]) -> Dict[str, str]:
+    if not arn:
+        return {}
+    match = ARN_PATTERN.match(arn.strip())
+    if match is None:
+        warn(f"{GROUP_ARN_ENV}={arn!r} is not a profiling group ARN "
+             "(arn:aws:codeguru-profiler:REGION:ACCOUNT:profilingGroup/NAME); ignoring it")
+        return {}
+    return {"profiling_group_name": match["name"], "region_name": match["region"]}
+
+
+def _arguments(arguments: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
+    """Keyword arguments from code, with the official agent's override names mapped to ours."""
+    values: Dict[str, Any] = {}
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name == "environment_override":
+            values.update(_official_overrides(value, warn))
+            continue
+        option = _BY_FIELD.get(name)
+        if option is None:
+            raise TypeError(f"unknown codeguru_agent option {name!r}")
+        try:
+            values[name] = _coerce(option, value)
+        except _Invalid as reason:
+            warn(f"{name}={value!r} is invalid ({reason}); using {_show(getattr(AgentConfig, name))} instead")
+    return values
+
+
+def _official_overrides(overrides: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
+    values: Dict[str, Any] = {}
+    for key, value in dict(overrides or {}).items():
+        name = _OVERRIDE_KEYS.get(key)
+        if name is None:
+            logger.info("environment_override key %r has no equivalent here and is ignored", key)
+            continue
+        if isinstance(value, timedelta):
+            value = value.total_seconds() * 1000
+        try:
+            values[name] = _coerce(_BY_FIELD[name], value)
+        except _Invalid as reason:
+            warn(f"environment_override[{key!r}]={value!r} is invalid ({reason}); using the default")
+    return values
+
+
+def _coerce(option: _Option, value: Any) -> Any:
+    """A keyword argument's value checked with the same rules as its environment variable."""
+    if option.field in ("enabled", "auto_create_group") and isinstance(value, bool):
+        return value
+    if option.field == "excluded_threads":
+        if isinstance(value, str):
+            return _names(value)
+        return frozenset(str(name) for name in value)
+    if isinstance(value, timedelta):
+        value = value.total_seconds() * 1000
+    return option.parse(str(value))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def environment_variables() -> Dict[str, str]:
+    """Each option's environment variable by option name, for documentation and tests."""
+    return {option.field: option.env for option in OPTIONS if option.env is not None}
