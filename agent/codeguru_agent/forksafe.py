@@ -1,0 +1,75 @@
+"""Fork safety: no fork while the agent imports, and a fresh agent in every child.
+
+A fork taken while another thread holds a module's import lock leaves the child with a lock that
+no thread will ever release; the child then hangs on its first import of that module (seen with
+the official agent under ``gunicorn --preload``). The agent imports boto3 on its own thread, so it
+does so behind a gate that ``fork()`` waits for. In the child, registered callbacks rebuild the
+agent's state; they must not log, since a logging lock may have been held at the fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from contextlib import contextmanager
+from typing import Callable, Final, Iterator, List
+
+GATE_WAIT_S: Final = 10.0
+"""The longest a fork waits for the agent's imports; a bound so the host can never hang on us."""
+
+_gate = threading.Lock()
+_gate_held_for_fork = False
+_child_callbacks: List["weakref.WeakMethod[Callable[[], None]]"] = []
+_installed = False
+
+
+@contextmanager
+def import_gate() -> Iterator[None]:
+    """Hold this while importing or doing anything a fork must not cut in half."""
+    gate = _gate
+    with gate:
+        yield
+
+
+def on_fork_in_child(callback: Callable[[], None]) -> None:
+    """Call a bound method in each forked child (held weakly, so it never keeps its owner alive)."""
+    _install()
+    _child_callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+
+
+def _install() -> None:
+    global _installed
+    if _installed or not hasattr(os, "register_at_fork"):
+        return
+    _installed = True
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child)
+
+
+def _before_fork() -> None:
+    global _gate_held_for_fork
+    _gate_held_for_fork = _gate.acquire(timeout=GATE_WAIT_S)
+
+
+def _after_in_parent() -> None:
+    global _gate_held_for_fork
+    if _gate_held_for_fork:
+        _gate_held_for_fork = False
+        _gate.release()
+
+
+def _after_in_child() -> None:
+    global _gate, _gate_held_for_fork
+    _gate = threading.Lock()
+    _gate_held_for_fork = False
+    alive = []
+    for reference in _child_callbacks:
+        callback = reference()
+        if callback is None:
+            continue
+        alive.append(reference)
+        try:
+            callback()
+        except Exception:  # a child must start even if the agent cannot; nothing may be logged here
+            pass
+    _child_callbacks[:] = alive

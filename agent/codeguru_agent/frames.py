@@ -1,0 +1,251 @@
+"""What a code position is called: module, class and function names, files, lines, synthetic frames.
+
+Resolved once per code object or per (code, instruction offset) and cached by the sampler, so the
+hot path never computes a name, never reads ``f_locals`` (except botocore's ``_api_call`` frames,
+whose operation name lives only there), and never reads a source file.
+"""
+
+from __future__ import annotations
+
+import dis
+import os
+import sys
+import types
+from typing import Dict, Final, FrozenSet, List, Optional, Sequence, Tuple
+
+from codeguru_agent.document import Frame
+
+SLEEP: Final = Frame("<Sleep>")
+QUEUE_GET: Final = Frame("<queue.get>")
+LXML_SCHEMA: Final = Frame("lxml.etree:XMLSchema:__init__")
+TRUNCATED: Final = Frame("<Truncated>")
+
+_GENERATOR_FLAGS: Final = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async gen
+_NAME_LOADS: Final = frozenset({
+    "LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST",
+    "LOAD_FROM_DICT_OR_GLOBALS", "LOAD_SUPER_ATTR", "IMPORT_NAME", "IMPORT_FROM",
+})
+_BOTO_CLIENT_SUFFIXES: Final = (os.sep + os.path.join("botocore", "client.py"), "/botocore/client.py")
+
+
+def is_resumable(code: types.CodeType) -> bool:
+    """Generators and coroutines can be resumed by another caller at the same offset."""
+    return bool(code.co_flags & _GENERATOR_FLAGS)
+
+
+def is_boto_api_call(code: types.CodeType) -> bool:
+    """botocore's generated client method, whose frame names the operation being called."""
+    return code.co_name == "_api_call" and code.co_filename.endswith(_BOTO_CLIENT_SUFFIXES)
+
+
+def boto_operation_frame(frame: types.FrameType, code: types.CodeType) -> Optional[Frame]:
+    """``botocore.client:<Client>:<operation>`` for an ``_api_call`` frame, as the official agent names it.
+
+    The operation is a closure variable, readable only through ``f_locals``; reading it here has no
+    lasting effect because ``_api_call`` never deletes a local.
+    """
+    try:
+        local_values = frame.f_locals
+        operation = local_values.get("py_operation_name")
+        client = local_values.get("self")
+    except Exception:  # a frame being torn down can refuse; the plain frame is still recorded
+        return None
+    if not operation:
+        return None
+    client_name = type(client).__name__ if client is not None else "Client"
+    return Frame(f"botocore.client:{client_name}:{operation}", code.co_filename, None)
+
+
+def leaf_synthetic_frame(code: types.CodeType, offset: int) -> Optional[Frame]:
+    """The synthetic child the official agent adds under a leaf frame blocked in a known call.
+
+    The official agent reads the leaf's source line and looks for ``sleep(``; the same answer comes
+    from the names the bytecode loads on that line up to the current instruction, with no file read.
+    """
+    names = _names_loaded_on_line(code, offset)
+    if not names:
+        return None
+    if "sleep" in names:
+        return SLEEP
+    if "get" in names and "block" in _keyword_names_on_line(code, offset):
+        return QUEUE_GET
+    if "XMLSchema" in names and "etree" in names:
+        return LXML_SCHEMA
+    return None
+
+
+def _line_instructions(code: types.CodeType, offset: int) -> List[dis.Instruction]:
+    """The instructions of the source line that holds ``offset``, up to and including it."""
+    current: List[dis.Instruction] = []
+    for instruction in dis.get_instructions(code):
+        if instruction.offset > offset:
+            break
+        if _starts_line(instruction):
+            current = []
+        current.append(instruction)
+    return current
+
+
+def _starts_line(instruction: dis.Instruction) -> bool:
+    if sys.version_info >= (3, 13):
+        return bool(instruction.starts_line) and instruction.line_number is not None
+    return instruction.starts_line is not None
+
+
+def _names_loaded_on_line(code: types.CodeType, offset: int) -> FrozenSet[str]:
+    try:
+        return frozenset(
+            str(i.argval) for i in _line_instructions(code, offset) if i.opname in _NAME_LOADS
+        )
+    except Exception:  # bytecode of exotic origin (cython shims, odd versions): no synthetic frame
+        return frozenset()
+
+
+def _keyword_names_on_line(code: types.CodeType, offset: int) -> FrozenSet[str]:
+    names: set = set()
+    try:
+        for instruction in _line_instructions(code, offset):
+            if isinstance(instruction.argval, tuple):
+                names.update(str(value) for value in instruction.argval)
+    except Exception:  # see _names_loaded_on_line
+        return frozenset()
+    return frozenset(names)
+
+
+class ModuleNames:
+    """File paths to dotted module names that stay right for packages, site-packages and scripts.
+
+    Prefers the name a module was imported under (``sys.modules``); falls back to the longest
+    ``sys.path`` entry that is a real path prefix. Both views are refreshed when they change.
+    """
+
+    def __init__(self) -> None:
+        self._cache: Dict[str, str] = {}
+        self._by_file: Dict[str, str] = {}
+        self._modules_seen = -1
+
+    def module_of(self, filename: str) -> str:
+        name = self._cache.get(filename)
+        if name is None:
+            name = self._cache[filename] = self._resolve(filename)
+        return name
+
+    def _resolve(self, filename: str) -> str:
+        if filename.startswith("<"):
+            return _pseudo_file_module(filename)
+        if len(sys.modules) != self._modules_seen:
+            self._index_modules()
+        path = os.path.normcase(os.path.abspath(filename))
+        name = self._by_file.get(path)
+        if name is not None:
+            return name
+        return _module_from_sys_path(path, sys.path)
+
+    def _index_modules(self) -> None:
+        by_file: Dict[str, str] = {}
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if not isinstance(file, str) or not file.endswith(".py"):
+                continue
+            if name == "__main__":
+                continue  # a script is named after its file, below, not "__main__"
+            by_file[os.path.normcase(os.path.abspath(file))] = name
+        self._by_file = by_file
+        self._modules_seen = len(sys.modules)
+
+
+def _pseudo_file_module(filename: str) -> str:
+    """``<frozen importlib._bootstrap>`` is module ``importlib._bootstrap``; ``<string>`` stays as is."""
+    if filename.startswith("<frozen ") and filename.endswith(">"):
+        return filename[len("<frozen "):-1]
+    return filename
+
+
+def _module_from_sys_path(path: str, search_path: Sequence[str]) -> str:
+    best = ""
+    for entry in search_path:
+        if not isinstance(entry, str):
+            continue
+        root = os.path.normcase(os.path.abspath(entry or os.curdir))
+        prefix = root if root.endswith(os.sep) else root + os.sep
+        if path.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    relative = path[len(best):] if best else path.lstrip(os.sep)
+    stem, _ = os.path.splitext(relative)
+    if stem.endswith(os.sep + "__init__"):
+        stem = stem[: -len("__init__") - 1]
+    return stem.replace(os.sep, ".").strip(".") or stem
+
+
+class QualifiedNames:
+    """``Class.method`` for a code object: ``co_qualname`` where it exists (3.11+).
+
+    Before 3.11 the qualified name is found once per module by looking up which module-level
+    function, class method, static or class method owns the code object; nested functions that
+    cannot be found keep their plain name. ``f_locals['self']`` is never read.
+    """
+
+    def __init__(self) -> None:
+        self._indexed_modules: Dict[str, Dict[types.CodeType, str]] = {}
+
+    def qualname(self, code: types.CodeType, module_name: str) -> str:
+        qualname = getattr(code, "co_qualname", None)
+        if qualname is not None:
+            return qualname
+        index = self._indexed_modules.get(module_name)
+        if index is None:
+            index = self._indexed_modules[module_name] = _index_module_functions(module_name)
+        return index.get(code, code.co_name)
+
+
+def _index_module_functions(module_name: str) -> Dict[types.CodeType, str]:
+    module = sys.modules.get(module_name)
+    if module is None and module_name == _main_module_name():
+        module = sys.modules.get("__main__")
+    index: Dict[types.CodeType, str] = {}
+    if module is None:
+        return index
+    pending: List[Tuple[str, object]] = [("", module)]
+    seen: set = set()
+    while pending:
+        prefix, owner = pending.pop()
+        if id(owner) in seen:
+            continue
+        seen.add(id(owner))
+        try:
+            members = list(vars(owner).items())
+        except TypeError:
+            continue
+        for name, value in members:
+            for function in _functions_of(value):
+                code = getattr(function, "__code__", None)
+                if isinstance(code, types.CodeType):
+                    index.setdefault(code, prefix + function.__name__)
+            if isinstance(value, type) and getattr(value, "__module__", None) in (module.__name__, module_name):
+                pending.append((prefix + name + ".", value))
+    return index
+
+
+def _functions_of(value: object) -> Tuple[object, ...]:
+    if isinstance(value, (staticmethod, classmethod)):
+        return (value.__func__,)
+    if isinstance(value, property):
+        return tuple(f for f in (value.fget, value.fset, value.fdel) if f is not None)
+    if isinstance(value, types.FunctionType):
+        return (value,)
+    return ()
+
+
+def _main_module_name() -> Optional[str]:
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str):
+        return None
+    return os.path.splitext(os.path.basename(file))[0]
+
+
+def frame_name(module: str, qualname: str) -> str:
+    """The call-graph key ``module:Class:function``; nested-function context is kept as the owner."""
+    qualname = qualname.replace(".<locals>", "")
+    owner, _, function = qualname.rpartition(".")
+    return f"{module}:{owner}:{function}" if owner else f"{module}:{function}"

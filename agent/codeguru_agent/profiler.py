@@ -1,0 +1,286 @@
+"""The public lifecycle: ``Profiler``, ``start()`` and ``stop()``.
+
+One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
+the host, whatever the configuration or the network does. Profiling survives ``fork``: the child
+gets a fresh agent of its own. At exit, the last interval and the backlog are flushed within one
+shutdown deadline, so the process never hangs because of the agent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from codeguru_agent import config as configuration
+from codeguru_agent import forksafe
+from codeguru_agent.fleet import FleetProvider
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_active: Optional["Profiler"] = None
+
+
+class Profiler:
+    """A sampling profiler that reports to CodeGuru Profiler (or a local directory).
+
+    Every option of the configuration table is a keyword argument here and an environment
+    variable; arguments win. The official agent's ``environment_override`` keys are accepted too.
+    """
+
+    def __init__(self, profiling_group_name: Optional[str] = None, region_name: Optional[str] = None,
+                 aws_session: Any = None, *, fleet: Optional[FleetProvider] = None,
+                 environment_override: Optional[dict] = None, **options: Any) -> None:
+        arguments = dict(options, profiling_group_name=profiling_group_name, region_name=region_name,
+                         environment_override=environment_override)
+        self._config = configuration.resolve(arguments).config
+        self._aws_session = aws_session
+        self._fleet = fleet
+        self._runner: Any = None
+        self._uploader: Any = None
+        self._running = False
+        self._at_exit_registered = False
+        if self._config.log_level:
+            logging.getLogger("codeguru_agent").setLevel(self._config.log_level)
+
+    # --- public API ----------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Start profiling (or resume it if paused); False if the agent is disabled or another runs."""
+        global _active
+        try:
+            with _lock:
+                if self._running:
+                    return self.resume()
+                if not self._can_start():
+                    return False
+                if _active is not None and _active is not self and _active.is_running():
+                    logger.warning("a CodeGuru profiler is already running in this process; "
+                                   "this second start() is ignored (one agent per process)")
+                    return False
+                self._launch(load_spool=True)
+                _active = self
+                if not self._at_exit_registered:
+                    atexit.register(self._at_exit)
+                    self._at_exit_registered = True
+                forksafe.on_fork_in_child(self._restart_in_child)
+                logger.info("CodeGuru profiler started for %s", self._target())
+                return True
+        except Exception:  # the host must never see an agent failure
+            logger.warning("CodeGuru profiler could not start", exc_info=True)
+            return False
+
+    def stop(self) -> bool:
+        """Stop, flushing the last interval and the backlog within the shutdown deadline."""
+        global _active
+        try:
+            with _lock:
+                if self._at_exit_registered:
+                    atexit.unregister(self._at_exit)
+                    self._at_exit_registered = False
+                if not self._running:
+                    return True
+                self._running = False
+                if _active is self:
+                    _active = None
+                runner, uploader = self._runner, self._uploader
+            deadline = time.monotonic() + self._config.shutdown_timeout_ms / 1000.0
+            runner.stop(max(0.0, deadline - time.monotonic()))
+            uploader.drain(deadline)
+            return True
+        except Exception:  # the host must never see an agent failure
+            logger.warning("CodeGuru profiler did not stop cleanly", exc_info=True)
+            return False
+
+    def pause(self) -> bool:
+        """Stop sampling until ``resume()``; paused time is kept out of the profile's duration."""
+        return self._set_paused(True)
+
+    def resume(self) -> bool:
+        """Sample again after ``pause()``."""
+        return self._set_paused(False)
+
+    def is_running(self) -> bool:
+        """True between a successful ``start()`` and ``stop()``, paused or not."""
+        return self._running
+
+    def flush(self, timeout_s: Optional[float] = None) -> bool:
+        """Seal the current interval now and deliver the backlog, waiting up to ``timeout_s``."""
+        try:
+            if not self._running:
+                return False
+            timeout = self._config.shutdown_timeout_ms / 1000.0 if timeout_s is None else timeout_s
+            deadline = time.monotonic() + max(0.0, timeout)
+            if not self._runner.seal_now(timeout):
+                return False
+            return self._uploader.deliver_now(deadline)
+        except Exception:  # the host must never see an agent failure
+            logger.warning("CodeGuru profiler flush failed", exc_info=True)
+            return False
+
+    @property
+    def config(self) -> configuration.AgentConfig:
+        """The configuration in force (the service's answer applied)."""
+        return self._config
+
+    def __enter__(self) -> "Profiler":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"Profiler({self._target()}, {state})"
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _target(self) -> str:
+        if self._config.local_dir:
+            return f"local directory {self._config.local_dir}"
+        return f"profiling group {self._config.profiling_group_name!r}"
+
+    def _can_start(self) -> bool:
+        if not self._config.enabled:
+            logger.info("CodeGuru profiler is disabled (AWS_CODEGURU_PROFILER_ENABLED=false)")
+            return False
+        if not self._config.profiling_group_name and not self._config.local_dir:
+            logger.warning("CodeGuru profiler not started: no profiling group name (set "
+                           "profiling_group_name, AWS_CODEGURU_PROFILER_GROUP_NAME or "
+                           "AWS_CODEGURU_PROFILER_GROUP_ARN, or AWS_CODEGURU_PROFILER_LOCAL_DIR)")
+            return False
+        return True
+
+    def _launch(self, load_spool: bool, in_child: bool = False) -> None:
+        from codeguru_agent.runner import Runner
+        from codeguru_agent.uploader import Uploader
+
+        config = self._config
+        uploader_holder: list = []
+        runner = Runner(config, on_sealed=lambda aggregate, interval: uploader_holder[0].enqueue(aggregate, interval),
+                        exclude_ident=lambda: uploader_holder[0].ident)
+        uploader = Uploader(
+            config,
+            sink_factory=lambda: self._make_sink(in_child),
+            fleet_factory=self._make_fleet,
+            on_configuration=self._on_configuration,
+            on_disabled=self._on_disabled,
+            is_killed=lambda: runner.killed,
+            sampler_stats=lambda: (runner.cpu_s, runner.tick_errors),
+            load_spool=load_spool,
+        )
+        uploader_holder.append(uploader)
+        self._runner, self._uploader = runner, uploader
+        self._running = True
+        uploader.start()
+        runner.start()
+
+    def _make_sink(self, in_child: bool) -> Any:
+        if self._config.local_dir:
+            from codeguru_agent.sinks import LocalSink
+
+            return LocalSink(self._config.local_dir, self._config.profiling_group_name, render_on_close=not in_child)
+        from codeguru_agent.sinks import ServiceSink
+
+        return ServiceSink(self._config, self._aws_session)
+
+    def _make_fleet(self) -> FleetProvider:
+        if self._fleet is not None:
+            return self._fleet
+        from codeguru_agent.fleet import detect
+
+        return detect()
+
+    def _on_configuration(self, config: configuration.AgentConfig, should_profile: bool) -> None:
+        self._config = config
+        runner = self._runner
+        if runner is not None:
+            runner.apply(config)
+            runner.set_should_profile(should_profile)
+        if self._uploader is not None:
+            self._uploader.apply(config)
+
+    def _on_disabled(self, reason: str) -> None:
+        global _active
+        with _lock:
+            self._running = False
+            if _active is self:
+                _active = None
+        if self._runner is not None:
+            self._runner.stop(1.0)
+
+    def _set_paused(self, paused: bool) -> bool:
+        try:
+            if not self._running or self._runner is None:
+                return False
+            self._runner.set_paused(paused)
+            return True
+        except Exception:  # the host must never see an agent failure
+            logger.warning("CodeGuru profiler pause/resume failed", exc_info=True)
+            return False
+
+    def _at_exit(self) -> None:
+        self._at_exit_registered = False
+        self.stop()
+
+    def _restart_in_child(self) -> None:
+        """In a forked child: forget the parent's threads and data, and profile the child afresh."""
+        global _lock, _active
+        _lock = threading.RLock()
+        if not self._running:
+            return
+        self._runner = self._uploader = None
+        self._launch(load_spool=False, in_child=True)
+        _active = self
+        _register_multiprocessing_flush(self)
+
+
+def _register_multiprocessing_flush(profiler: Profiler) -> None:
+    """multiprocessing children leave through ``os._exit``, skipping atexit; its own exit hook runs."""
+    import sys
+
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    util.register_after_fork(profiler, _flush_at_multiprocessing_exit)
+
+
+def _flush_at_multiprocessing_exit(profiler: Profiler) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(profiler, profiler.stop, exitpriority=100)
+
+
+def start(profiling_group_name: Optional[str] = None, **options: Any) -> Optional[Profiler]:
+    """Start the process's profiler (see :class:`Profiler` for the options); returns it.
+
+    A second call while one is running says so and returns the running one.
+    """
+    try:
+        with _lock:
+            if _active is not None and _active.is_running():
+                logger.warning("a CodeGuru profiler is already running in this process; start() ignored")
+                return _active
+            profiler = Profiler(profiling_group_name=profiling_group_name, **options)
+        profiler.start()
+        return profiler
+    except TypeError:
+        raise
+    except Exception:  # the host must never see an agent failure
+        logger.warning("CodeGuru profiler could not start", exc_info=True)
+        return None
+
+
+def stop() -> bool:
+    """Stop the running profiler, if any, flushing what it has."""
+    profiler = _active
+    return profiler.stop() if profiler is not None else True
+
+
+def active() -> Optional[Profiler]:
+    """The profiler running in this process, if any."""
+    return _active

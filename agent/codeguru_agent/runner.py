@@ -1,0 +1,177 @@
+"""The sampling thread: ticks at a fixed, jittered rate, samples, and seals one aggregate per interval.
+
+It does nothing else: encoding and network I/O happen on the uploader's thread, so a slow endpoint
+can never stall sampling. It survives any error in one tick (counted, reported in the next profile),
+stays idle while paused, while the kill-switch file exists, or while the service says not to
+profile, and keeps paused time out of the profile's duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from typing import Callable, Final, Optional
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.governor import WINDOW_S, OverheadGovernor
+from codeguru_agent.sampler import Aggregate, Sampler
+
+logger = logging.getLogger(__name__)
+
+THREAD_NAME: Final = "codeguru-agent-sampler"
+KILLSWITCH_CHECK_S: Final = 0.5
+_IDLE_WAIT_S: Final = 0.25
+_JITTER: Final = 0.2
+
+
+class Runner:
+    """Owns the sampler and its thread; hands sealed aggregates to ``on_sealed``."""
+
+    def __init__(self, config: AgentConfig, on_sealed: Callable[[Aggregate, float], None],
+                 *, exclude_ident: Callable[[], Optional[int]] = lambda: None) -> None:
+        self._config = config
+        self._on_sealed = on_sealed
+        self._exclude_ident = exclude_ident
+        self._sampler = Sampler(config)
+        self._governor = OverheadGovernor(config.sampling_interval_ms, config.cpu_limit_percent)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._paused = False
+        self._should_profile = True
+        self._killed = False
+        self._seal_now = False
+        self._sealed = threading.Event()
+        self.tick_errors = 0
+        self.cpu_s = 0.0
+        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
+
+    # --- control, from any thread --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Stop sampling; the thread seals what it has before it ends."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, timeout_s))
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def ident(self) -> Optional[int]:
+        return self._thread.ident if self._thread is not None else None
+
+    def set_paused(self, paused: bool) -> None:
+        self._paused = paused
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set_should_profile(self, should_profile: bool) -> None:
+        self._should_profile = should_profile
+        self._wake.set()
+
+    @property
+    def killed(self) -> bool:
+        """True while the kill-switch file exists."""
+        return self._killed
+
+    def apply(self, config: AgentConfig) -> None:
+        """Take a new configuration (the service's answer) at the next tick."""
+        self._config = config
+        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
+        self._governor.reconfigure(config.sampling_interval_ms)
+        self._wake.set()
+
+    def seal_now(self, timeout_s: float) -> bool:
+        """Ask the thread to seal the current interval now; True once it has."""
+        if not self.is_alive():
+            return False
+        self._sealed.clear()
+        self._seal_now = True
+        self._wake.set()
+        return self._sealed.wait(timeout_s)
+
+    @property
+    def effective_interval_ms(self) -> float:
+        return self._governor.interval_ms
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        sampler = self._sampler
+        sampler.exclude_thread(threading.get_ident())
+        sampler.exclude_thread(self._exclude_ident())
+        clock = time.monotonic
+        next_tick = clock()
+        report_at = next_tick + self._reporting_interval_s
+        window_start, window_cpu_start = next_tick, time.thread_time()
+        killswitch_checked = 0.0
+        idle_since: Optional[float] = None
+        while not self._stop.is_set():
+            now = clock()
+            if now - killswitch_checked >= KILLSWITCH_CHECK_S:
+                killswitch_checked = now
+                self._killed = os.path.exists(self._config.killswitch_file)
+            if self._seal_now or now >= report_at:
+                self._seal()
+                report_at = now + self._reporting_interval_s
+                continue
+            if self._paused or self._killed or not self._should_profile:
+                if idle_since is None:
+                    idle_since = now
+                self._wake.wait(_IDLE_WAIT_S)
+                self._wake.clear()
+                continue
+            if idle_since is not None:
+                sampler.add_paused_time(int((now - idle_since) * 1000))
+                idle_since = None
+                next_tick = now
+            wait_s = next_tick - now
+            if wait_s > 0:
+                if self._wake.wait(wait_s):
+                    self._wake.clear()
+                    continue
+            self._tick()
+            now = clock()
+            interval_s = self._governor.interval_ms / 1000.0
+            next_tick += interval_s * (1.0 + random.uniform(-_JITTER, _JITTER))
+            if next_tick < now:
+                next_tick = now + interval_s * random.random()  # fell behind: skip, never burst
+            if now - window_start >= WINDOW_S:
+                cpu = time.thread_time()
+                self._governor.observe(cpu - window_cpu_start, now - window_start)
+                window_start, window_cpu_start = now, cpu
+        if idle_since is not None:
+            sampler.add_paused_time(int((clock() - idle_since) * 1000))
+        self._seal()
+
+    def _tick(self) -> None:
+        started = time.thread_time()
+        try:
+            self._sampler.sample()
+        except Exception:  # never let one odd frame end profiling; counted in the next profile
+            self.tick_errors += 1
+            logger.debug("sampling tick failed", exc_info=True)
+        self.cpu_s += time.thread_time() - started
+
+    def _seal(self) -> None:
+        try:
+            aggregate = self._sampler.seal()
+            self._on_sealed(aggregate, self._governor.interval_ms)
+        except Exception:  # the hand-over must not end the thread either
+            self.tick_errors += 1
+            logger.debug("sealing failed", exc_info=True)
+        finally:
+            self._seal_now = False
+            self._sealed.set()

@@ -1,0 +1,187 @@
+"""Where sealed profiles go: the CodeGuru Profiler service through boto3, or a local directory.
+
+A sink answers each submission with an :class:`Outcome` the uploader can act on (accepted, retry
+later, drop, or the profiling group does not exist), so the retry policy lives in one place and a
+sink only translates its own errors. boto3 is imported here, lazily, on the uploader's thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Protocol
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.encoding import ION_CONTENT_TYPE
+from codeguru_agent.fleet import FleetIdentity
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    RETRY = "retry"
+    DROP = "drop"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a call to the service came to, and why, in words for a log line."""
+
+    outcome: Outcome
+    reason: str = ""
+    answer: Optional[Mapping[str, Any]] = None
+
+
+class Sink(Protocol):
+    def submit(self, body: bytes, content_type: str, token: str) -> Result: ...
+
+    def configure(self, identity: FleetIdentity) -> Result: ...
+
+    def create_group(self, compute_platform: str) -> Result: ...
+
+    def close(self) -> None: ...
+
+
+_RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "Throttling", "TooManyRequestsException", "InternalServerException",
+    "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
+})
+
+
+class SetupError(Exception):
+    """The agent cannot talk to the service at all (no credentials, no region): disable it."""
+
+
+class ServiceSink:
+    """The CodeGuru Profiler API through a stock boto3 client, built once on the uploader's thread."""
+
+    def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
+        import boto3
+        from botocore.config import Config
+
+        session = aws_session or boto3.session.Session(profile_name=config.credential_profile)
+        region = config.region_name or session.region_name
+        endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_CODEGURUPROFILER") \
+            or os.environ.get("AWS_ENDPOINT_URL")
+        if region is None:
+            if endpoint is None:
+                raise SetupError("no AWS region: set region_name, AWS_CODEGURU_PROFILER_TARGET_REGION "
+                                 "or AWS_DEFAULT_REGION")
+            region = "us-east-1"  # a custom endpoint still needs a region to sign with
+        if session.get_credentials() is None:
+            raise SetupError("no AWS credentials found (environment, shared files, instance role)")
+        self._group = config.profiling_group_name
+        self._client = session.client(
+            "codeguruprofiler",
+            region_name=region,
+            endpoint_url=config.endpoint_url,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                          connect_timeout=min(timeout_s, 5.0), read_timeout=timeout_s,
+                          user_agent_extra="codeguru-agent"),
+        )
+
+    def submit(self, body: bytes, content_type: str, token: str) -> Result:
+        return self._call(self._client.post_agent_profile, profilingGroupName=self._group,
+                          agentProfile=body, contentType=content_type, profileToken=token)
+
+    def configure(self, identity: FleetIdentity) -> Result:
+        return self._call(self._client.configure_agent, profilingGroupName=self._group,
+                          fleetInstanceId=identity.fleet_instance_id,
+                          metadata=dict(identity.configure_agent_metadata))
+
+    def create_group(self, compute_platform: str) -> Result:
+        result = self._call(self._client.create_profiling_group, profilingGroupName=self._group,
+                            computePlatform=compute_platform)
+        if result.outcome is Outcome.DROP and "ConflictException" in result.reason:
+            return Result(Outcome.ACCEPTED, "already exists")
+        return result
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing is best effort at shutdown
+            pass
+
+    def _call(self, operation: Any, **params: Any) -> Result:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            answer = operation(**params)
+        except ClientError as error:
+            return _classify(error)
+        except NoCredentialsError as error:
+            return Result(Outcome.RETRY, str(error))
+        except BotoCoreError as error:  # connection refused or reset, timeouts, bad endpoints
+            return Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
+        return Result(Outcome.ACCEPTED, answer=_strip_metadata(answer))
+
+
+def _classify(error: Any) -> Result:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    reason = f"{code or 'HTTP ' + str(status)}: {details.get('Message', '')}".strip()
+    if code == "ResourceNotFoundException" or status == 404:
+        return Result(Outcome.NOT_FOUND, reason)
+    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
+        return Result(Outcome.RETRY, reason)
+    return Result(Outcome.DROP, reason)
+
+
+def _strip_metadata(answer: Mapping[str, Any]) -> Dict[str, Any]:
+    return {key: value for key, value in answer.items() if key != "ResponseMetadata"}
+
+
+class LocalSink:
+    """Writes each profile to a file in a directory, and a merged flame graph when closed."""
+
+    def __init__(self, directory: str, group: Optional[str], render_on_close: bool = True) -> None:
+        self.directory = directory
+        self._group = re.sub(r"[^\w-]", "", group or "local") or "local"
+        self.render_on_close = render_on_close
+        self.flamegraph_path: Optional[str] = None
+        os.makedirs(directory, exist_ok=True)
+
+    def submit(self, body: bytes, content_type: str, token: str) -> Result:
+        extension = "ion" if content_type == ION_CONTENT_TYPE else "json"
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
+        name = f"profile-{self._group}-{stamp}-{os.getpid()}-{token[:8]}.{extension}"
+        path = os.path.join(self.directory, name)
+        try:
+            temporary = path + ".tmp"
+            with open(temporary, "wb") as file:
+                file.write(body)
+            os.replace(temporary, path)
+        except OSError as error:
+            return Result(Outcome.RETRY, f"cannot write {path}: {error}")
+        return Result(Outcome.ACCEPTED)
+
+    def configure(self, identity: FleetIdentity) -> Result:
+        return Result(Outcome.ACCEPTED, answer=None)
+
+    def create_group(self, compute_platform: str) -> Result:
+        return Result(Outcome.ACCEPTED)
+
+    def close(self) -> None:
+        """Merge every profile in the directory (forked children's too) into one flame graph."""
+        if not self.render_on_close:
+            return
+        from codeguru_agent.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
+        from codeguru_agent.flamegraph import write_flamegraph
+
+        documents = []
+        for name in sorted(os.listdir(self.directory)):
+            if not name.startswith("profile-") or not name.endswith((".json", ".ion")):
+                continue
+            content_type = ION_CONTENT_TYPE if name.endswith(".ion") else JSON_CONTENT_TYPE
+            with open(os.path.join(self.directory, name), "rb") as file:
+                documents.append(decode(file.read(), content_type))
+        if documents:
+            out = os.path.join(self.directory, "flamegraph.html")
+            self.flamegraph_path = write_flamegraph(documents, out, title=f"{self._group}: {len(documents)} profile(s)")
