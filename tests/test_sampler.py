@@ -1,0 +1,317 @@
+"""The sampler on real threads: names, lines, reuse of unchanged stacks, bounds, synthetic frames."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Tuple
+
+import pytest
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.document import Frame
+from codeguru_agent.sampler import Sampler
+
+Stacks = Dict[Tuple[Frame, ...], int]
+
+
+def names(stack: Tuple[Frame, ...]) -> List[str]:
+    return [frame.name for frame in stack]
+
+
+def sampled(sampler: Sampler, ticks: int = 1) -> Stacks:
+    for _ in range(ticks):
+        sampler.sample()
+    return dict(sampler.seal().to_profile().stacks)
+
+
+def thread_stacks(stacks: Stacks, function: str) -> Stacks:
+    """Only the stacks that pass through a frame named ``...:function``."""
+    return {s: c for s, c in stacks.items() if any(f.name.endswith(":" + function) for f in s)}
+
+
+def only_thread(name: str) -> Sampler:
+    """A sampler that ignores every thread but the one with this name."""
+    others = {t.name for t in threading.enumerate() if t.name != name}
+    return Sampler(AgentConfig(excluded_threads=frozenset(others)))
+
+
+@contextmanager
+def running(target: Callable[..., object], *args: object, name: str) -> Iterator[threading.Thread]:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(10)
+
+
+class Parker:
+    def park(self, depth: int, ready: threading.Event, release: threading.Event) -> None:
+        if depth:
+            self.park(depth - 1, ready, release)
+            return
+        ready.set()
+        release.wait()
+
+
+def test_parked_threads_are_counted_once_per_tick_with_class_and_method_names() -> None:
+    ready = [threading.Event() for _ in range(3)]
+    release = threading.Event()
+    threads = [threading.Thread(target=Parker().park, args=(5, r, release), name=f"parker-{i}") for i, r in enumerate(ready)]
+    for thread in threads:
+        thread.start()
+    try:
+        for event in ready:
+            assert event.wait(5)
+        others = {t.name for t in threading.enumerate() if not t.name.startswith("parker-")}
+        sampler = Sampler(AgentConfig(excluded_threads=frozenset(others)))
+        stacks = sampled(sampler, ticks=10)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert sum(stacks.values()) == 30
+    (stack,) = thread_stacks(stacks, "park")
+    park_frames = [f for f in stack if f.name == "test_sampler:Parker:park"]
+    assert len(park_frames) == 6
+    assert all(f.file == __file__ and isinstance(f.line, int) for f in park_frames)
+    assert stack[0].name.startswith("threading:Thread:")  # the root comes first
+
+
+def test_a_stack_that_changes_between_ticks_is_walked_again() -> None:
+    step = threading.Event()
+    at_first, at_second = threading.Event(), threading.Event()
+    done = threading.Event()
+
+    def first() -> None:
+        at_first.set()
+        step.wait()
+
+    def second() -> None:
+        at_second.set()
+        done.wait()
+
+    def work() -> None:
+        first()
+        second()
+
+    with running(work, name="changer"):
+        assert at_first.wait(5)
+        sampler = only_thread("changer")
+        sampler.sample()
+        step.set()
+        assert at_second.wait(5)
+        stacks = sampled(sampler)
+        done.set()
+    leaf_callers = sorted(names(s)[-3].rsplit(":", 1)[1] for s in stacks)
+    assert leaf_callers == ["first", "second"]
+
+
+def test_a_generator_resumed_by_another_caller_is_not_mistaken_for_the_old_stack() -> None:
+    """The generator's frame object and offset are the same on both ticks; its caller is not."""
+    gate = threading.Lock()
+    gate.acquire()
+    blocked = threading.Event()
+
+    def producer() -> Iterator[int]:
+        while True:
+            blocked.set()
+            gate.acquire()  # a C call: the generator itself is the thread's top Python frame
+            yield 1
+
+    generator = producer()
+    go_on = threading.Event()
+
+    def caller_one() -> None:
+        next(generator)
+
+    def caller_two() -> None:
+        next(generator)
+
+    def work() -> None:
+        caller_one()
+        go_on.wait()
+        caller_two()
+
+    with running(work, name="gen-thread"):
+        assert blocked.wait(5)
+        sampler = only_thread("gen-thread")
+        sampler.sample()
+        blocked.clear()
+        gate.release()
+        go_on.set()
+        assert blocked.wait(5)
+        # the thread is now inside caller_two, blocked in the generator at the same instruction
+        stacks = sampled(sampler)
+        gate.release()
+    callers = sorted(n.rsplit(":", 1)[1] for s in stacks for n in names(s) if n.endswith(("caller_one", "caller_two")))
+    assert callers == ["caller_one", "caller_two"]
+
+
+def test_coroutines_are_named_and_never_reuse_a_stale_stack() -> None:
+    import asyncio
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    async def handler() -> None:
+        inside.set()
+        release.wait()  # blocks the loop on purpose: the coroutine is the top Python frame
+
+    def work() -> None:
+        asyncio.run(handler())
+
+    with running(work, name="loop-thread"):
+        assert inside.wait(5)
+        stacks = sampled(only_thread("loop-thread"), ticks=3)
+        release.set()
+    (stack,) = stacks
+    assert any(n.endswith(":handler") for n in names(stack))
+    assert stacks[stack] == 3
+
+
+def test_deep_stacks_keep_the_leaf_end_and_mark_the_cut() -> None:
+    ready, release = threading.Event(), threading.Event()
+
+    def recurse(depth: int) -> None:
+        if depth:
+            recurse(depth - 1)
+        else:
+            ready.set()
+            release.wait()
+
+    with running(recurse, 60, name="deep"):
+        assert ready.wait(5)
+        others = {t.name for t in threading.enumerate() if t.name != "deep"}
+        sampler = Sampler(AgentConfig(max_stack_depth=10, excluded_threads=frozenset(others)))
+        (stack,) = sampled(sampler)
+        release.set()
+    assert len(stack) == 11
+    assert stack[0].name == "<Truncated>"
+    assert stack[-1].name == "threading:Event:wait" or stack[-1].name.startswith("threading:")
+    assert any(n.endswith(":recurse") for n in names(stack))
+
+
+def test_sleeping_threads_get_the_official_sleep_frame_without_reading_source() -> None:
+    stop = threading.Event()
+
+    def nap() -> None:
+        while not stop.is_set():
+            time.sleep(0.005)
+
+    with running(nap, name="napper"):
+        stacks = sampled(only_thread("napper"), ticks=5)
+        stop.set()
+    leaves = {names(s)[-1] for s in stacks}
+    assert "<Sleep>" in leaves
+    sleep_stack = next(s for s in stacks if names(s)[-1] == "<Sleep>")
+    assert names(sleep_stack)[-2].endswith(":nap")
+
+
+def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
+    release = threading.Event()
+    threads = [threading.Thread(target=release.wait, name=f"idle-{i}", daemon=True) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    try:
+        sampler = Sampler(AgentConfig(max_threads=4))
+        sampler.exclude_thread(threading.get_ident())
+        sampler.sample()
+        aggregate = sampler.seal()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert aggregate.threads_seen == 4
+    profile = aggregate.to_profile()
+    assert not any("test_agent_threads_excluded" in f.name for s in profile.stacks for f in s)
+
+
+def test_exec_and_string_code_never_break_a_sample() -> None:
+    ready, release = threading.Event(), threading.Event()
+    namespace: Dict[str, object] = {"ready": ready, "release": release}
+    exec(compile("def dynamic():\n    ready.set()\n    release.wait()\n", "<string>", "exec"), namespace)
+    with running(namespace["dynamic"], name="dynamic"):  # type: ignore[arg-type]
+        assert ready.wait(5)
+        (stack,) = sampled(only_thread("dynamic"))
+        release.set()
+    assert "<string>:dynamic" in names(stack)
+
+
+def test_botocore_calls_get_an_operation_frame_above_api_call() -> None:
+    import boto3
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url = "http://127.0.0.1:%d" % server.getsockname()[1]
+    client = boto3.client("codeguruprofiler", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing",
+                          config=__import__("botocore.config").config.Config(
+                              read_timeout=5, connect_timeout=2, retries={"max_attempts": 1}))
+
+    def call() -> None:
+        try:
+            client.configure_agent(profilingGroupName="G")
+        except Exception:
+            pass
+
+    with running(call, name="boto-caller"):
+        connection, _ = server.accept()  # the request is in flight and will not be answered
+        stacks = sampled(only_thread("boto-caller"))
+        connection.close()
+        server.close()
+    (stack,) = stacks
+    frame_names = names(stack)
+    operation = frame_names.index("botocore.client:CodeGuruProfiler:configure_agent")
+    assert frame_names[operation + 1].endswith(":_api_call")
+
+
+def test_the_memory_bound_folds_new_stacks_into_known_ancestors_and_counts_them() -> None:
+    release = threading.Event()
+    ready = threading.Barrier(9)
+
+    def make(depth: int) -> Callable[[], None]:
+        source = "def f%d():\n    ready.wait()\n    release.wait()\n" % depth
+        namespace: Dict[str, object] = {"ready": ready, "release": release}
+        exec(compile(source, f"/generated/mod{depth}.py", "exec"), namespace)
+        return namespace["f%d" % depth]  # type: ignore[return-value]
+
+    threads = [threading.Thread(target=make(i), name=f"gen-{i}", daemon=True) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    ready.wait(5)
+    try:
+        others = {t.name for t in threading.enumerate() if not t.name.startswith("gen-")}
+        sampler = Sampler(AgentConfig(memory_limit_mb=0.004, excluded_threads=frozenset(others)))
+        for _ in range(3):
+            sampler.sample()
+        aggregate = sampler.seal()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert aggregate.folded_stacks > 0
+    assert sum(aggregate.counts) == 24  # no sample lost, only folded
+    assert len(aggregate.stacks) < 8
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="co_qualname is new in 3.11")
+def test_nested_classes_keep_their_qualified_owner() -> None:
+    ready, release = threading.Event(), threading.Event()
+
+    class Outer:
+        class Inner:
+            def method(self) -> None:
+                ready.set()
+                release.wait()
+
+    with running(Outer.Inner().method, name="nested"):
+        assert ready.wait(5)
+        (stack,) = sampled(only_thread("nested"))
+        release.set()
+    assert any(n.endswith("Outer.Inner:method") for n in names(stack))
