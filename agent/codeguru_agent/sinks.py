@@ -76,6 +76,7 @@ class ServiceSink:
             region = "us-east-1"  # a custom endpoint still needs a region to sign with
         if session.get_credentials() is None:
             raise SetupError("no AWS credentials found (environment, shared files, instance role)")
+        _import_what_the_first_request_needs()
         self._group = config.profiling_group_name
         self._client = session.client(
             "codeguruprofiler",
@@ -120,6 +121,19 @@ class ServiceSink:
         except BotoCoreError as error:  # connection refused or reset, timeouts, bad endpoints
             return Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
         return Result(Outcome.ACCEPTED, answer=_strip_metadata(answer))
+
+
+def _import_what_the_first_request_needs() -> None:
+    """Import now, inside the fork gate, what the first HTTPS request would import later.
+
+    A fork that lands while this thread holds an import lock leaves the child hanging on that
+    module (``encodings.idna`` in the official agent's case); doing these imports while fork
+    waits for us closes that window.
+    """
+    import ssl  # noqa: F401
+    import urllib3.util.ssl_  # noqa: F401
+
+    "codeguru-profiler.us-east-1.amazonaws.com".encode("idna")
 
 
 def _classify(error: Any) -> Result:
