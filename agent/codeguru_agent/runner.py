@@ -25,6 +25,7 @@ THREAD_NAME: Final = "codeguru-agent-sampler"
 KILLSWITCH_CHECK_S: Final = 0.5
 _IDLE_WAIT_S: Final = 0.25
 _JITTER: Final = 0.2
+_SHORT_WAIT_S: Final = 0.05
 
 
 class Runner:
@@ -138,10 +139,12 @@ class Runner:
                 idle_since = None
                 next_tick = now
             wait_s = next_tick - now
-            if wait_s > 0:
+            if wait_s > _SHORT_WAIT_S:
                 if self._wake.wait(wait_s):
                     self._wake.clear()
                     continue
+            elif wait_s > 0:
+                time.sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
             self._tick()
             now = clock()
             interval_s = self._governor.interval_ms / 1000.0
