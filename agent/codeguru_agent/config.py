@@ -25,10 +25,11 @@ ENV_PREFIX: Final = "AWS_CODEGURU_PROFILER_"
 MIN_REPORTING_INTERVAL_MS: Final = 1_000
 MIN_SAMPLING_INTERVAL_MS: Final = 1
 MAX_SAMPLING_INTERVAL_MS: Final = 60_000
-GROUP_NAME_PATTERN: Final = re.compile(r"^[\w-]{1,255}$")
+GROUP_NAME_PATTERN: Final = re.compile(r"^[\w-]{1,255}$", re.ASCII)
 ARN_PATTERN: Final = re.compile(
     r"^arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"profilingGroup/(?P<name>[\w-]{1,255})$"
+    r"profilingGroup/(?P<name>[\w-]{1,255})$",
+    re.ASCII,  # the service's patterns are ASCII-only; Python's \w and \d are not
 )
 
 
