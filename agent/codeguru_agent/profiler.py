@@ -69,6 +69,9 @@ class Profiler:
                 forksafe.on_fork_in_child(self._restart_in_child)
                 logger.info("CodeGuru profiler started for %s", self._target())
                 return True
+        except RuntimeError as error:  # e.g. "can't create new thread at interpreter shutdown"
+            logger.warning("CodeGuru profiler could not start: %s", error)
+            return False
         except Exception:  # the host must never see an agent failure
             logger.warning("CodeGuru profiler could not start", exc_info=True)
             return False
@@ -126,6 +129,12 @@ class Profiler:
         """The configuration in force (the service's answer applied)."""
         return self._config
 
+    @property
+    def flamegraph_path(self) -> Optional[str]:
+        """In local mode, the flame graph written when the profiler stopped; None before or if none."""
+        sink = self._uploader.sink if self._uploader is not None else None
+        return getattr(sink, "flamegraph_path", None)
+
     def __enter__(self) -> "Profiler":
         self.start()
         return self
@@ -175,9 +184,16 @@ class Profiler:
         )
         uploader_holder.append(uploader)
         self._runner, self._uploader = runner, uploader
+        try:
+            uploader.start()
+            runner.start()
+        except RuntimeError:
+            # Python 3.12+ refuses new threads once the interpreter is shutting down.
+            runner.stop(0.0)
+            uploader.drain(time.monotonic())
+            self._runner = self._uploader = None
+            raise
         self._running = True
-        uploader.start()
-        runner.start()
 
     def _make_sink(self, in_child: bool) -> Any:
         if self._config.local_dir:

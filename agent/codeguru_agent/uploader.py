@@ -281,7 +281,7 @@ class Uploader:
 
     def _configure_if_due(self) -> None:
         now = time.monotonic()
-        if now < self._configure_at or self._sink is None:
+        if now < self._configure_at or self._sink is None or self._is_killed():
             return
         self._configure_at = now + self._config.reporting_interval_ms / 1000.0
         result = self._sink.configure(self._identity())
