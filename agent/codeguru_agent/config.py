@@ -193,12 +193,12 @@ OPTIONS: Final[Tuple[_Option, ...]] = (
     _Option("local_dir", ENV_PREFIX + "LOCAL_DIR", _text),
     _Option("shutdown_timeout_ms", ENV_PREFIX + "SHUTDOWN_TIMEOUT_MS", _number(0, 600_000, True)),
     _Option("log_level", ENV_PREFIX + "LOG_LEVEL", _log_level),
-    _Option("endpoint_url", None, _text),
+    _Option("endpoint_url", "AWS_ENDPOINT_URL_CODEGURUPROFILER", _text),
     _Option("credential_profile", None, _text),
     _Option("backlog_max_profiles", ENV_PREFIX + "BACKLOG_MAX_PROFILES", _number(1, 10_000, True)),
     _Option("backlog_max_mb", ENV_PREFIX + "BACKLOG_MAX_MB", _number(0.1, 100_000, False)),
     _Option("spool_dir", ENV_PREFIX + "SPOOL_DIR", _text),
-    _Option("auto_create_group", None, _parse_bool),
+    _Option("auto_create_group", ENV_PREFIX + "AUTO_CREATE_GROUP", _parse_bool),
 )
 _BY_FIELD: Final = {option.field: option for option in OPTIONS}
 GROUP_ARN_ENV: Final = ENV_PREFIX + "GROUP_ARN"
