@@ -145,6 +145,14 @@ def test_packages_are_recognised_from_paths_of_other_machines(file: str, expecte
     assert frames(render_html(graph, "t"))[("mylib.util:helper",)]["package"] == expected
 
 
+def test_the_profilers_own_frames_are_not_the_users_code_even_from_a_checkout() -> None:
+    frame = {"file": "/home/me/src/agent/codeguru_agent/run.py", "counts": {"WALL_TIME": 1}}
+
+    drawn = frames(render_html({"children": {"codeguru_agent.run:main": frame}}, "t"))
+
+    assert drawn[("codeguru_agent.run:main",)]["package"] == ("codeguru_agent", THIRD_PARTY)
+
+
 def test_a_stack_deeper_than_the_recursion_limit_is_drawn_whole() -> None:
     depth = max(3000, sys.getrecursionlimit() + 500)
 

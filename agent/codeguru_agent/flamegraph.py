@@ -36,6 +36,7 @@ missing line is 0. Names, files and packages are indexes into their own deduplic
 _THIRD_PARTY_PATH: Final = re.compile(r"/(?:site|dist)-packages/([^/]+)")
 _STDLIB_PATH: Final = re.compile(r"/lib/(?:python|pypy)\d+(?:\.\d+)?t?/([^/]+)|^[A-Za-z]:/(?:[^/]+/)*Lib/([^/]+)")
 _STDLIB_MODULES: Final = frozenset(getattr(sys, "stdlib_module_names", ()))
+_OWN_PACKAGE: Final = __name__.split(".", 1)[0]
 
 
 def render_html(callgraph: Mapping[str, Any], title: str, subtitle: str = "") -> str:
@@ -200,6 +201,10 @@ def _package(key: str, file: Optional[str]) -> Tuple[str, str]:
         return _module_name(stdlib.group(1) or stdlib.group(2)), STANDARD_LIBRARY
     if not path and top_module in _STDLIB_MODULES:
         return top_module, STANDARD_LIBRARY
+    if top_module == _OWN_PACKAGE:
+        # The profiler's own frames (``python -m codeguru_agent`` runs the program) are never the
+        # user's code, even from an editable install outside site-packages.
+        return top_module, THIRD_PARTY
     return top_module or key, USER_CODE
 
 
