@@ -25,7 +25,7 @@ class Sealed:
     content_type: str
     start_ms: int
     reported_errors: Dict[str, int] = field(default_factory=dict)
-    """The error counters this profile's debugInfo carries: forgotten once it is delivered."""
+    """The error counters this profile's debugInfo carries: handed on to the next one if it is dropped."""
     spool_path: Optional[str] = None
     attempts: int = 0
 

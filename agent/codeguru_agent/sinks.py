@@ -82,7 +82,7 @@ class ServiceSink:
             "codeguruprofiler",
             region_name=region,
             endpoint_url=config.endpoint_url,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"},
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
                           connect_timeout=min(timeout_s, 5.0), read_timeout=timeout_s,
                           user_agent_extra="codeguru-agent"),
         )

@@ -35,7 +35,13 @@ _MAX_BACKOFF_S: Final = 300.0
 
 
 class ErrorCounters:
-    """Error counts that travel in the next delivered profile's debugInfo, then reset."""
+    """Error counts that travel in the next sealed profile's debugInfo.
+
+    Each count goes into exactly one profile: ``take()`` hands everything counted so far to the
+    profile being sealed, and a profile that is dropped undelivered gives its counts back with
+    ``restore()``, so they ride in the next one. Several profiles waiting in the backlog therefore
+    never report the same error twice.
+    """
 
     def __init__(self) -> None:
         self._counts: Dict[str, int] = {}
@@ -47,19 +53,17 @@ class ErrorCounters:
             if error:
                 self._counts["errorsCount"] = self._counts.get("errorsCount", 0) + count
 
-    def snapshot(self) -> Dict[str, int]:
+    def take(self) -> Dict[str, int]:
+        """Everything counted since the last take, for the profile being sealed; the counts reset."""
         with self._lock:
-            return dict(self._counts)
+            counts, self._counts = self._counts, {}
+        return counts
 
-    def forget(self, reported: Dict[str, int]) -> None:
-        """Subtract what a delivered profile reported, keeping what happened since."""
+    def restore(self, reported: Dict[str, int]) -> None:
+        """Give back what a dropped profile carried, so the next sealed profile reports it."""
         with self._lock:
             for name, count in reported.items():
-                left = self._counts.get(name, 0) - count
-                if left > 0:
-                    self._counts[name] = left
-                else:
-                    self._counts.pop(name, None)
+                self._counts[name] = self._counts.get(name, 0) + count
 
 
 class Uploader:
@@ -248,8 +252,8 @@ class Uploader:
         }
         profile = aggregate.to_profile(cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000),
                                        generic_metrics=metrics)
-        reported = self.errors.snapshot()
         identity = self._identity()
+        reported = self.errors.take()
         provenance = Provenance(
             fleet_info=identity.fleet_info,
             agent_version=__version__,
@@ -271,6 +275,7 @@ class Uploader:
     def _add_to_backlog(self, sealed: Sealed) -> None:
         for dropped in self.backlog.add(sealed):
             Spool.forget(dropped)
+            self.errors.restore(dropped.reported_errors)
             self.errors.add("backlogDroppedProfiles")
             if not self._drop_warned:
                 self._drop_warned = True
@@ -337,7 +342,6 @@ class Uploader:
         if result.outcome is Outcome.ACCEPTED:
             self.backlog.remove(sealed)
             Spool.forget(sealed)
-            self.errors.forget(sealed.reported_errors)
             self._failures = 0
             self.delivered += 1
             return True
@@ -345,6 +349,7 @@ class Uploader:
         if result.outcome is Outcome.DROP:
             self.backlog.remove(sealed)
             Spool.forget(sealed)
+            self.errors.restore(sealed.reported_errors)
             self.errors.add("droppedProfiles", error=False)
             logger.warning("profile %s dropped: the service refused it (%s)", sealed.token, result.reason)
             return True
