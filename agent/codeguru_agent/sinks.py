@@ -59,14 +59,17 @@ class SetupError(Exception):
 
 
 class ServiceSink:
-    """The CodeGuru Profiler API through a stock boto3 client, built once on the uploader's thread."""
+    """The CodeGuru Profiler API through a stock botocore client, built once on the uploader's thread."""
 
     def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
-        import boto3
         from botocore.config import Config
 
-        session = aws_session or boto3.session.Session(profile_name=config.credential_profile)
-        region = config.region_name or session.region_name
+        if aws_session is not None:  # the application's boto3 Session
+            session, default_region, create_client = aws_session, aws_session.region_name, aws_session.client
+        else:
+            session = _botocore_session(config.credential_profile)
+            default_region, create_client = session.get_config_variable("region"), session.create_client
+        region = config.region_name or default_region
         endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_CODEGURUPROFILER") \
             or os.environ.get("AWS_ENDPOINT_URL")
         if region is None:
@@ -78,7 +81,7 @@ class ServiceSink:
             raise SetupError("no AWS credentials found (environment, shared files, instance role)")
         _import_what_the_first_request_needs()
         self._group = config.profiling_group_name
-        self._client = session.client(
+        self._client = create_client(
             "codeguruprofiler",
             region_name=region,
             endpoint_url=config.endpoint_url,
@@ -121,6 +124,18 @@ class ServiceSink:
         except BotoCoreError as error:  # connection refused or reset, timeouts, bad endpoints
             return Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
         return Result(Outcome.ACCEPTED, answer=_strip_metadata(answer))
+
+
+def _botocore_session(profile: Optional[str]) -> Any:
+    """botocore's own session, the one a boto3 Session wraps, without importing boto3.
+
+    ``import boto3`` pulls in s3transfer and ``concurrent.futures.thread``, whose import raises once
+    the interpreter has begun to shut down: exactly when a short program's agent is still setting up
+    and about to flush its only profile.
+    """
+    import botocore.session
+
+    return botocore.session.Session(profile=profile)
 
 
 def _import_what_the_first_request_needs() -> None:
@@ -198,4 +213,4 @@ class LocalSink:
                 documents.append(decode(file.read(), content_type))
         if documents:
             out = os.path.join(self.directory, "flamegraph.html")
-            self.flamegraph_path = write_flamegraph(documents, out, title=f"{self._group}: {len(documents)} profile(s)")
+            self.flamegraph_path = write_flamegraph(documents, out, title=self._group)
