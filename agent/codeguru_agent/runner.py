@@ -42,6 +42,10 @@ class Runner:
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._paused = False
+        self._pause_lock = threading.Lock()
+        self._paused_since = 0.0
+        self._paused_s = 0.0
+        """Paused time not yet handed to the sampler, timed by the callers of ``set_paused``."""
         self._should_profile = True
         self._killed = False
         self._seal_now = False
@@ -71,7 +75,18 @@ class Runner:
         return self._thread.ident if self._thread is not None else None
 
     def set_paused(self, paused: bool) -> None:
-        self._paused = paused
+        """Pause or resume; once a pause returns, no tick runs until the resume (a tick in flight ends first).
+
+        Paused time is timed here, not when this thread notices: Lambda may freeze the process right
+        after the pause, before the thread has run again, and the frozen time must not count.
+        """
+        with self._pause_lock:
+            now = time.monotonic()
+            if paused and not self._paused:
+                self._paused_since = now
+            elif not paused and self._paused:
+                self._paused_s += max(0.0, now - self._paused_since)
+            self._paused = paused
         self._wake.set()
 
     @property
@@ -125,11 +140,20 @@ class Runner:
                 killswitch_checked = now
                 self._killed = os.path.exists(self._config.killswitch_file)
             if self._seal_now or now >= report_at:
+                # Idle and paused time so far belong to the interval being sealed, not to the next
+                # one: a Lambda thawed after a long freeze seals here, before it resumes.
+                if idle_since is not None:
+                    sampler.add_paused_time(int((now - idle_since) * 1000))
+                    idle_since = now
+                sampler.add_paused_time(self._take_paused_ms(now))
                 self._seal()
                 report_at = now + self._reporting_interval_s
                 continue
             if self._paused or self._killed or not self._should_profile:
-                if idle_since is None:
+                if self._paused and idle_since is not None:  # from here on the pause is timed
+                    sampler.add_paused_time(int((now - idle_since) * 1000))
+                    idle_since = None
+                elif idle_since is None and not self._paused:
                     idle_since = now
                 self._wake.wait(_IDLE_WAIT_S)
                 self._wake.clear()
@@ -155,14 +179,28 @@ class Runner:
                 cpu = time.thread_time()
                 self._governor.observe(cpu - window_cpu_start, now - window_start)
                 window_start, window_cpu_start = now, cpu
+        now = clock()
         if idle_since is not None:
-            sampler.add_paused_time(int((clock() - idle_since) * 1000))
+            sampler.add_paused_time(int((now - idle_since) * 1000))
+        sampler.add_paused_time(self._take_paused_ms(now))
         self._seal()
+
+    def _take_paused_ms(self, now: float) -> int:
+        """The paused time up to ``now`` not yet handed over, restarting the count of a pause in progress."""
+        with self._pause_lock:
+            paused_s, self._paused_s = self._paused_s, 0.0
+            if self._paused:
+                paused_s += max(0.0, now - self._paused_since)
+                self._paused_since = max(self._paused_since, now)
+        return int(paused_s * 1000)
 
     def _tick(self) -> None:
         started = time.thread_time()
         try:
-            self._sampler.sample()
+            with self._pause_lock:
+                if self._paused:  # paused since the loop looked: Lambda may freeze the process now
+                    return
+                self._sampler.sample()
         except Exception:  # never let one odd frame end profiling; counted in the next profile
             self.tick_errors += 1
             logger.debug("sampling tick failed", exc_info=True)
