@@ -1,0 +1,81 @@
+"""AWS_CODEGURU_PROFILER_GROUP_ARN: name and region from the ARN, over their own variables."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from codeguru_agent.config import resolve
+
+ARN_ENV = "AWS_CODEGURU_PROFILER_GROUP_ARN"
+ARN = "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/Checkout-Service_2"
+
+
+def test_a_valid_arn_sets_the_group_and_region():
+    config = resolve(environ={ARN_ENV: ARN}).config
+
+    assert (config.profiling_group_name, config.region_name) == ("Checkout-Service_2", "eu-west-1")
+
+
+def test_the_arn_wins_over_the_group_name_and_region_variables():
+    env = {ARN_ENV: ARN, "AWS_CODEGURU_PROFILER_GROUP_NAME": "Other",
+           "AWS_CODEGURU_PROFILER_TARGET_REGION": "us-east-1"}
+
+    resolution = resolve(environ=env)
+
+    assert (resolution.config.profiling_group_name, resolution.config.region_name) == (
+        "Checkout-Service_2", "eu-west-1")
+    assert resolution.warnings == ()
+
+
+def test_arguments_still_win_over_the_arn():
+    config = resolve({"profiling_group_name": "FromCode", "region_name": "ap-south-1"}, {ARN_ENV: ARN}).config
+
+    assert (config.profiling_group_name, config.region_name) == ("FromCode", "ap-south-1")
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws-cn:codeguru-profiler:cn-north-1:123456789012:profilingGroup/Checkout-Service_2",
+    "arn:aws-us-gov:codeguru-profiler:us-gov-west-1:123456789012:profilingGroup/Checkout-Service_2",
+    f"  {ARN}\n",
+])
+def test_other_partitions_and_surrounding_space_are_accepted(arn):
+    config = resolve(environ={ARN_ENV: arn}).config
+
+    assert config.profiling_group_name == "Checkout-Service_2"
+
+
+@pytest.mark.parametrize("arn", [
+    "Checkout-Service_2",
+    "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/",
+    "arn:aws:codeguru-profiler:eu-west-1:12345:profilingGroup/Checkout",
+    "arn:aws:lambda:eu-west-1:123456789012:function/Checkout",
+    "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/Check.out",
+    "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/a/b",
+])
+def test_a_malformed_arn_warns_once_and_changes_nothing_else(arn, caplog):
+    env = {ARN_ENV: arn, "AWS_CODEGURU_PROFILER_GROUP_NAME": "Orders",
+           "AWS_CODEGURU_PROFILER_TARGET_REGION": "us-east-2", "AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS": "20"}
+    caplog.set_level(logging.DEBUG, logger="codeguru_agent")
+
+    config = resolve(environ=env).config
+
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert ARN_ENV in warnings[0].getMessage()
+    assert repr(arn) in warnings[0].getMessage()
+    assert (config.profiling_group_name, config.region_name, config.sampling_interval_ms) == (
+        "Orders", "us-east-2", 20.0)
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/Kasse-Grüße",
+    "arn:aws:codeguru-profiler:eu-west-1:١٢٣٤٥٦٧٨٩٠١٢:profilingGroup/Checkout",
+])
+def test_non_ascii_names_and_account_digits_are_malformed(arn):
+    """The service's patterns are ASCII-only; Python's \\w and \\d are not, unless told."""
+    resolution = resolve(environ={ARN_ENV: arn})
+
+    assert resolution.config.profiling_group_name is None
+    assert len(resolution.warnings) == 1
