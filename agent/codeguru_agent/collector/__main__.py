@@ -1,0 +1,7 @@
+"""``python -m codeguru_agent.collector``: the same as ``codeguru-agent collector``."""
+
+import sys
+
+from codeguru_agent.collector.cli import main
+
+sys.exit(main())
