@@ -10,13 +10,18 @@ agent's state; they must not log, since a logging lock may have been held at the
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from typing import Callable, Final, Iterator, List
 
 GATE_WAIT_S: Final = 10.0
 """The longest a fork waits for the agent's imports; a bound so the host can never hang on us."""
+AGENT_THREAD_PREFIX: Final = "codeguru-agent"
+"""Every thread of the agent is named with this prefix."""
+_IMPORT_POLL_S: Final = 0.001
 
 _gate = threading.Lock()
 _gate_held_for_fork = False
@@ -33,9 +38,15 @@ def import_gate() -> Iterator[None]:
 
 
 def on_fork_in_child(callback: Callable[[], None]) -> None:
-    """Call a bound method in each forked child (held weakly, so it never keeps its owner alive)."""
+    """Call a bound method in each forked child (held weakly, so it never keeps its owner alive).
+
+    Registering the same method again (a profiler started, stopped and started) keeps one entry:
+    a second call in the child would start a second agent there.
+    """
     _install()
-    _child_callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+    reference = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+    if reference not in _child_callbacks:
+        _child_callbacks.append(reference)
 
 
 def _install() -> None:
@@ -48,7 +59,27 @@ def _install() -> None:
 
 def _before_fork() -> None:
     global _gate_held_for_fork
+    deadline = time.monotonic() + GATE_WAIT_S
     _gate_held_for_fork = _gate.acquire(timeout=GATE_WAIT_S)
+    while _child_callbacks and _agent_thread_importing() and time.monotonic() < deadline:
+        time.sleep(_IMPORT_POLL_S)  # lets the agent's thread finish the import it is in
+
+
+def _agent_thread_importing() -> bool:
+    """True while one of the agent's threads is inside an import, holding that module's lock.
+
+    The gate covers the imports the agent knows it makes; this covers every other lazy import on
+    its threads (fleet identity, the first request, a codec). Returning False with the GIL held
+    means no agent thread can begin an import before the fork itself.
+    """
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.name.startswith(AGENT_THREAD_PREFIX) else None
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+                return True
+            frame = frame.f_back
+    return False
 
 
 def _after_in_parent() -> None:

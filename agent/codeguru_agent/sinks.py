@@ -95,9 +95,13 @@ class ServiceSink:
                           agentProfile=body, contentType=content_type, profileToken=token)
 
     def configure(self, identity: FleetIdentity) -> Result:
-        return self._call(self._client.configure_agent, profilingGroupName=self._group,
-                          fleetInstanceId=identity.fleet_instance_id,
-                          metadata=dict(identity.configure_agent_metadata))
+        result = self._call(self._client.configure_agent, profilingGroupName=self._group,
+                            fleetInstanceId=identity.fleet_instance_id,
+                            metadata=dict(identity.configure_agent_metadata))
+        if result.answer is None:
+            return result
+        # boto3 wraps the AgentConfiguration (the HTTP body) in a ``configuration`` member.
+        return Result(result.outcome, result.reason, result.answer.get("configuration") or {})
 
     def create_group(self, compute_platform: str) -> Result:
         result = self._call(self._client.create_profiling_group, profilingGroupName=self._group,

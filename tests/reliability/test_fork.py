@@ -1,0 +1,201 @@
+"""Fork: every child gets an agent of its own (its own pid, threads, backlog), multiprocessing and
+ProcessPoolExecutor workers that leave through ``os._exit`` still deliver, and a fork while the agent
+is still importing never leaves a child hanging."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.collector_client import CollectorHandle
+
+from reliability.helpers import (
+    agent_env,
+    assert_each_token_once,
+    attempts,
+    host_script,
+    process_ids,
+    run_host,
+)
+
+GROUP = "Fork"
+
+FORKING_HOST = """\
+import json
+import os
+import sys
+import threading
+import time
+import codeguru_agent
+
+def busy(seconds):
+    count, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        count += 1
+    return count
+
+def agent_threads():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("codeguru-agent"))
+
+profiler = codeguru_agent.Profiler()
+profiler.start()
+if sys.argv[2] == "restarted":
+    profiler.stop()
+    profiler.start()
+busy(0.2)
+profiler.flush(5.0)  # the collector refuses this one: the parent holds it in its backlog at the fork
+pid = os.fork()
+if pid == 0:
+    busy(0.3)
+    with open(sys.argv[1] + ".child", "w") as file:
+        json.dump(agent_threads(), file)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+with open(sys.argv[1], "w") as file:
+    json.dump({"child": pid, "threads": agent_threads()}, file)
+print("child exit code", os.waitstatus_to_exitcode(status))
+busy(0.1)
+"""
+
+
+ONE_AGENT = ["codeguru-agent-sampler", "codeguru-agent-uploader"]
+
+
+def test_a_forked_child_is_profiled_on_its_own(collector: CollectorHandle, tmp_path: Path) -> None:
+    collector.create_group(GROUP)
+    collector.fail_next("PostAgentProfile", status=500)
+    facts = tmp_path / "facts.json"
+    run = run_host(host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path),
+                   args=[str(facts), "started"])
+
+    run.assert_host_intact("child exit code 0\n", 0)
+    child = json.loads(facts.read_text())["child"]
+    assert json.loads(Path(str(facts) + ".child").read_text()) == ONE_AGENT, "the child runs an agent of its own"
+    entries = assert_each_token_once(collector, GROUP)
+    assert sorted(set(process_ids(entries))) == sorted([run.pid, child])
+    held = attempts(collector)[0]
+    assert held["fault"]
+    holder = [pid for entry, pid in zip(entries, process_ids(entries)) if entry["profileToken"] == held["token"]]
+    assert holder == [run.pid], "the profile the parent held at the fork is delivered once, by the parent"
+
+
+def test_a_restarted_profiler_runs_one_agent_in_the_child(collector: CollectorHandle, tmp_path: Path) -> None:
+    collector.create_group(GROUP)
+    facts = tmp_path / "facts.json"
+    run = run_host(host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path),
+                   args=[str(facts), "restarted"])
+
+    run.assert_host_intact("child exit code 0\n", 0)
+    assert json.loads(facts.read_text())["threads"] == ONE_AGENT
+    assert json.loads(Path(str(facts) + ".child").read_text()) == ONE_AGENT, "start, stop, start: one agent"
+    entries = assert_each_token_once(collector, GROUP)
+    assert json.loads(facts.read_text())["child"] in process_ids(entries)
+
+
+POOL_HOST = """\
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+import codeguru_agent
+
+def work(n):
+    end = time.monotonic() + 0.05
+    while time.monotonic() < end:
+        pass
+    return n * n, os.getpid()
+
+if __name__ == "__main__":
+    codeguru_agent.start()
+    context = multiprocessing.get_context("fork")
+    if sys.argv[2] == "pool":
+        pool = context.Pool(2)
+        results = pool.map(work, range(8), chunksize=1)
+        pool.close()
+        pool.join()
+    else:
+        with ProcessPoolExecutor(2, mp_context=context) as executor:
+            results = list(executor.map(work, range(8)))
+    with open(sys.argv[1], "w") as file:
+        json.dump(sorted({pid for _, pid in results}), file)
+    print("squares", [square for square, _ in results])
+"""
+
+
+@pytest.mark.parametrize("kind", ["pool", "executor"])
+def test_multiprocessing_workers_deliver_although_they_exit_through_os_exit(
+        collector: CollectorHandle, tmp_path: Path, kind: str) -> None:
+    """The reporting interval is the default five minutes: what arrives is the workers' exit flush."""
+    collector.create_group(GROUP)
+    workers_file = tmp_path / "workers.json"
+    run = run_host(host_script(tmp_path, POOL_HOST), agent_env(collector, GROUP, tmp_path),
+                   args=[str(workers_file), kind])
+
+    run.assert_host_intact(f"squares {[n * n for n in range(8)]}\n", 0)
+    workers = json.loads(workers_file.read_text())
+    entries = assert_each_token_once(collector, GROUP)
+    assert set(workers) <= set(process_ids(entries)), "a worker's profile never arrived"
+    assert run.pid in process_ids(entries)
+    assert run.agent_warnings == []
+
+
+FORK_WHILE_IMPORTING = """\
+import os
+import sys
+import time
+import codeguru_agent
+
+CHILDREN = 20
+
+def child():
+    code = 0
+    try:
+        import encodings.idna
+        from botocore import credentials, httpsession
+        "collector.example".encode("idna")
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+codeguru_agent.start()
+children = []
+for index in range(CHILDREN):
+    pid = os.fork()
+    if pid == 0:
+        child()
+    children.append(pid)
+    end = time.monotonic() + 0.02
+    while time.monotonic() < end:
+        pass
+codes, deadline = {}, time.monotonic() + 30
+while len(codes) < CHILDREN and time.monotonic() < deadline:
+    for pid in children:
+        if pid not in codes:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[pid] = os.waitstatus_to_exitcode(status)
+    time.sleep(0.01)
+for pid in children:
+    if pid not in codes:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+print("exit codes", sorted(set(codes.values())), "hung", CHILDREN - len(codes))
+"""
+
+
+def test_a_fork_while_the_agent_imports_never_hangs_a_child(collector: CollectorHandle, tmp_path: Path) -> None:
+    """Twenty forks spread over the agent's start-up: imports, client, fleet identity, first call.
+
+    Each child imports what the agent's thread may have been importing at the fork; a module lock
+    orphaned by the fork would hang it. (The children's own agents are covered by the tests above,
+    whose workers are forked right after the agent starts.)
+    """
+    collector.create_group(GROUP)
+    run = run_host(host_script(tmp_path, FORK_WHILE_IMPORTING), agent_env(collector, GROUP, tmp_path))
+
+    run.assert_host_intact("exit codes [0] hung 0\n", 0)
+    entries = assert_each_token_once(collector, GROUP)
+    assert process_ids(entries) == [run.pid]
