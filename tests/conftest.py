@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from support.collector_client import CollectorHandle, spawn_collector
-
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
+from support.collector_client import CollectorHandle, spawn_collector
 
 
 @pytest.fixture

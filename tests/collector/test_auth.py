@@ -15,11 +15,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from support.collector_client import CollectorHandle
-from support.documents import profile_document
-
 from codeguru_agent.collector import cli
 from codeguru_agent.collector.server import CollectorError, CollectorOptions, CollectorServer
+from support.collector_client import CollectorHandle
+from support.documents import profile_document
 
 ACCESS_KEY, SECRET_KEY = "AKIDCOLLECTOR", "collector-secret"
 
@@ -27,7 +26,9 @@ ACCESS_KEY, SECRET_KEY = "AKIDCOLLECTOR", "collector-secret"
 @pytest.fixture
 def signed(tmp_path):
     """A collector that requires signatures made with ACCESS_KEY and SECRET_KEY."""
-    options = CollectorOptions(db_path=str(tmp_path / "db"), test_hooks=True, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    options = CollectorOptions(
+        db_path=str(tmp_path / "db"), test_hooks=True, access_key=ACCESS_KEY, secret_key=SECRET_KEY
+    )
     with CollectorServer(options) as server:
         yield CollectorHandle(server.url)
 
@@ -55,7 +56,9 @@ def test_the_right_keys_work_for_every_kind_of_request(signed):
     right = client(signed.url)
 
     group = right.create_profiling_group(profilingGroupName="orders", tags={"a b": "c/d"})["profilingGroup"]
-    right.post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json")
+    right.post_agent_profile(
+        profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json"
+    )
     right.get_profile(profilingGroupName="orders", period="P1D", accept="application/json")
 
     assert group["arn"].startswith("arn:aws:codeguru-profiler:eu-west-1:")

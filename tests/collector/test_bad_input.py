@@ -8,11 +8,10 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from support.collector_client import CollectorHandle
-from support.documents import deep_document, profile_document
-
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from codeguru_agent.encoding import encode_ion, encode_json
+from support.collector_client import CollectorHandle
+from support.documents import deep_document, profile_document
 
 
 def document_with(change):
@@ -43,11 +42,23 @@ BAD_BODIES = {
     "empty body": (b"", "application/json", "body is empty"),
     "not an object": (b"[1, 2]", "application/json", "profile document must be an object, got a list"),
     "missing start": (document_with(lambda d: d.pop("start")), "application/json", "missing the required key 'start'"),
-    "missing callgraph": (document_with(lambda d: d.pop("callgraph")), "application/json", "missing the required key 'callgraph'"),
-    "start not an integer": (document_with(lambda d: d.update(start="yesterday")), "application/json", "start must be an integer"),
+    "missing callgraph": (
+        document_with(lambda d: d.pop("callgraph")),
+        "application/json",
+        "missing the required key 'callgraph'",
+    ),
+    "start not an integer": (
+        document_with(lambda d: d.update(start="yesterday")),
+        "application/json",
+        "start must be an integer",
+    ),
     "end a boolean": (document_with(lambda d: d.update(end=True)), "application/json", "end must be an integer"),
     "end before start": (document_with(lambda d: d.update(end=d["start"] - 1)), "application/json", "is before start"),
-    "agentMetadata a list": (document_with(lambda d: d.update(agentMetadata=[])), "application/json", "agentMetadata must be an object"),
+    "agentMetadata a list": (
+        document_with(lambda d: d.update(agentMetadata=[])),
+        "application/json",
+        "agentMetadata must be an object",
+    ),
     "durationInMs a string": (
         document_with(lambda d: d["agentMetadata"].update(durationInMs="60s")),
         "application/json",
@@ -63,8 +74,16 @@ BAD_BODIES = {
         "application/json",
         "agentMetadata.sampleWeights.WALL_TIME must be a number",
     ),
-    "debugInfo a string": (document_with(lambda d: d.update(debugInfo="none")), "application/json", "debugInfo must be an object"),
-    "callgraph a list": (document_with(lambda d: d.update(callgraph=[])), "application/json", "callgraph must be an object"),
+    "debugInfo a string": (
+        document_with(lambda d: d.update(debugInfo="none")),
+        "application/json",
+        "debugInfo must be an object",
+    ),
+    "callgraph a list": (
+        document_with(lambda d: d.update(callgraph=[])),
+        "application/json",
+        "callgraph must be an object",
+    ),
     "children a list": (
         document_with(lambda d: d["callgraph"].update(children=[])),
         "application/json",
@@ -85,8 +104,16 @@ BAD_BODIES = {
         "application/json",
         "counts.WALL_TIME must be a non-negative integer",
     ),
-    "line not a list": (document_with(lambda d: frame(d).update(line=3)), "application/json", "line must be [n] or [min, max]"),
-    "line too long": (document_with(lambda d: frame(d).update(line=[1, 2, 3])), "application/json", "line must be [n] or [min, max]"),
+    "line not a list": (
+        document_with(lambda d: frame(d).update(line=3)),
+        "application/json",
+        "line must be [n] or [min, max]",
+    ),
+    "line too long": (
+        document_with(lambda d: frame(d).update(line=[1, 2, 3])),
+        "application/json",
+        "line must be [n] or [min, max]",
+    ),
     "file a number": (document_with(lambda d: frame(d).update(file=1)), "application/json", "file must be a string"),
     "deep bad count": (deep_with_bad_leaf(), "application/json", "at depth 3000: counts.WALL_TIME"),
     "broken gzip": (b"\x1f\x8b\x08\x00garbage", "application/json", "gzip"),
@@ -101,7 +128,9 @@ def refused(call):
 
 def assert_still_serving(collector):
     client = collector.client()
-    answer = client.post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json")
+    answer = client.post_agent_profile(
+        profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json"
+    )
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 204
 
 
@@ -111,7 +140,9 @@ def test_a_bad_body_is_a_validation_error(collector, case):
     collector.create_group("orders")
     client = collector.client(max_attempts=1)
 
-    response = refused(lambda: client.post_agent_profile(profilingGroupName="orders", agentProfile=body, contentType=content_type))
+    response = refused(
+        lambda: client.post_agent_profile(profilingGroupName="orders", agentProfile=body, contentType=content_type)
+    )
 
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert response["Error"]["Code"] == "ValidationException"
@@ -130,7 +161,10 @@ def test_an_invalid_profile_token_is_a_validation_error(collector, token, proble
 
     response = refused(
         lambda: client.post_agent_profile(
-            profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json", profileToken=token
+            profilingGroupName="orders",
+            agentProfile=json.dumps(profile_document()),
+            contentType="application/json",
+            profileToken=token,
         )
     )
 
@@ -144,11 +178,14 @@ def test_an_unsupported_content_encoding_is_a_validation_error(collector):
     collector.create_group("orders")
     client = collector.client(max_attempts=1)
     client.meta.events.register(
-        "before-sign.codeguruprofiler.PostAgentProfile", lambda request, **_: request.headers.__setitem__("Content-Encoding", "br")
+        "before-sign.codeguruprofiler.PostAgentProfile",
+        lambda request, **_: request.headers.__setitem__("Content-Encoding", "br"),
     )
 
     response = refused(
-        lambda: client.post_agent_profile(profilingGroupName="orders", agentProfile=b"{}", contentType="application/json")
+        lambda: client.post_agent_profile(
+            profilingGroupName="orders", agentProfile=b"{}", contentType="application/json"
+        )
     )
 
     assert response["Error"]["Code"] == "ValidationException"
@@ -159,7 +196,9 @@ def test_an_unknown_group_is_not_found(collector):
     client = collector.client(max_attempts=1)
 
     response = refused(
-        lambda: client.post_agent_profile(profilingGroupName="ghost", agentProfile=json.dumps(profile_document()), contentType="application/json")
+        lambda: client.post_agent_profile(
+            profilingGroupName="ghost", agentProfile=json.dumps(profile_document()), contentType="application/json"
+        )
     )
 
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 404
@@ -182,11 +221,18 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(small_collector):
     client = small_collector.client(max_attempts=1)
     body = b" " * (4 * 2**20) + json.dumps(profile_document()).encode()
 
-    response = refused(lambda: client.post_agent_profile(profilingGroupName="orders", agentProfile=body, contentType="application/json"))
+    response = refused(
+        lambda: client.post_agent_profile(
+            profilingGroupName="orders", agentProfile=body, contentType="application/json"
+        )
+    )
 
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 413
     assert response["Error"]["Code"] == "ValidationException"
-    assert f"request body of {len(body)} bytes is over the collector's limit of 65536 bytes" in response["Error"]["Message"]
+    assert (
+        f"request body of {len(body)} bytes is over the collector's limit of 65536 bytes"
+        in response["Error"]["Message"]
+    )
     assert small_collector.profiles("orders") == []
     assert_still_serving(small_collector)
 
@@ -195,7 +241,11 @@ def test_a_body_that_decompresses_over_the_limit_is_refused(small_collector):
     client = small_collector.client(max_attempts=1)
     bomb = gzip.compress(b'{"start": ' + b" " * (8 * 2**20) + b"1}")
 
-    response = refused(lambda: client.post_agent_profile(profilingGroupName="orders", agentProfile=bomb, contentType="application/json"))
+    response = refused(
+        lambda: client.post_agent_profile(
+            profilingGroupName="orders", agentProfile=bomb, contentType="application/json"
+        )
+    )
 
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 413
     assert "decompresses to more than the collector's limit of 65536 bytes" in response["Error"]["Message"]

@@ -10,11 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from support.collector_client import spawn_collector
-from support.documents import profile_document
-
 from codeguru_agent import cli as agent_cli
 from codeguru_agent.collector import cli
+from support.collector_client import spawn_collector
+from support.documents import profile_document
 
 
 def test_the_first_line_is_the_url_and_it_serves(collector_process):
@@ -38,7 +37,10 @@ def test_an_acknowledged_profile_survives_kill_9(collector_process):
     collector_process.create_group("orders")
     document = profile_document()
     answer = collector_process.client().post_agent_profile(
-        profilingGroupName="orders", agentProfile=json.dumps(document), contentType="application/json", profileToken="durable"
+        profilingGroupName="orders",
+        agentProfile=json.dumps(document),
+        contentType="application/json",
+        profileToken="durable",
     )
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 204
 
@@ -52,7 +54,11 @@ def test_an_acknowledged_profile_survives_kill_9(collector_process):
 
 def test_python_dash_m_and_the_agent_command_take_the_same_options():
     help_text = subprocess.run(
-        [sys.executable, "-m", "codeguru_agent.collector", "--help"], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-m", "codeguru_agent.collector", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
 
     assert "--auto-create" in help_text and "--fault-drop" in help_text

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from support.collector_client import CollectorHandle
-
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
+from support.collector_client import CollectorHandle
 
 
 def configuration(collector, group="orders", **kwargs):

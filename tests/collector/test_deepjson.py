@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from codeguru_agent.collector.deepjson import loads, loads_iteratively
 
 SAMPLES = [

@@ -8,17 +8,18 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
-from support.collector_client import CollectorHandle
-from support.documents import profile_document
-
 from codeguru_agent.collector.faults import Fault, FaultError, parse_delay_spec, parse_drop_spec, parse_status_spec
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
+from support.collector_client import CollectorHandle
+from support.documents import profile_document
 
 BODY = json.dumps(profile_document())
 
 
 def post(client, token="t-1"):
-    return client.post_agent_profile(profilingGroupName="orders", agentProfile=BODY, contentType="application/json", profileToken=token)
+    return client.post_agent_profile(
+        profilingGroupName="orders", agentProfile=BODY, contentType="application/json", profileToken=token
+    )
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def orders(collector):
     return collector
 
 
-@pytest.mark.parametrize("status, code", [(500, "InternalServerException"), (429, "ThrottlingException"), (503, "ServiceUnavailable")])
+@pytest.mark.parametrize(
+    "status, code", [(500, "InternalServerException"), (429, "ThrottlingException"), (503, "ServiceUnavailable")]
+)
 def test_the_next_requests_fail_with_the_status_and_code(orders, status, code):
     orders.fail_next("PostAgentProfile", count=2, status=status, code=code, message="try later")
     client = orders.client(max_attempts=1)
@@ -53,7 +56,9 @@ def test_the_next_requests_fail_with_the_status_and_code(orders, status, code):
 def test_botocore_retries_a_500_with_the_same_token_and_it_is_stored_once(orders):
     orders.fail_next("PostAgentProfile", count=1)
 
-    answer = orders.client(max_attempts=3).post_agent_profile(profilingGroupName="orders", agentProfile=BODY, contentType="application/json")
+    answer = orders.client(max_attempts=3).post_agent_profile(
+        profilingGroupName="orders", agentProfile=BODY, contentType="application/json"
+    )
 
     assert answer["ResponseMetadata"]["RetryAttempts"] == 1
     tokens = [entry["query"]["profileToken"] for entry in orders.requests("PostAgentProfile")]
@@ -83,7 +88,10 @@ def test_a_dropped_connection_is_a_connection_error(orders):
     post(client)
 
     assert len(orders.profiles("orders")) == 1
-    assert [(entry["status"], entry["fault"]) for entry in orders.requests("PostAgentProfile")] == [(None, True), (204, False)]
+    assert [(entry["status"], entry["fault"]) for entry in orders.requests("PostAgentProfile")] == [
+        (None, True),
+        (204, False),
+    ]
 
 
 def test_faults_are_per_operation_and_can_be_cleared(orders):

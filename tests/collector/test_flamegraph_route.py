@@ -16,11 +16,15 @@ def test_the_page_shows_the_merged_profiles_of_the_range(collector):
     collector.create_group("orders")
     for offset_ms in (0, 60_000):
         collector.client().post_agent_profile(
-            profilingGroupName="orders", agentProfile=json.dumps(profile_document(START_MS + offset_ms)), contentType="application/json"
+            profilingGroupName="orders",
+            agentProfile=json.dumps(profile_document(START_MS + offset_ms)),
+            contentType="application/json",
         )
     query = f"startTime={START_MS // 1000}&endTime={START_MS // 1000 + 300}"
 
-    with urllib.request.urlopen(f"{collector.url}/profilingGroups/orders/flamegraph.html?{query}", timeout=30) as response:
+    with urllib.request.urlopen(
+        f"{collector.url}/profilingGroups/orders/flamegraph.html?{query}", timeout=30
+    ) as response:
         page = response.read().decode()
         content_type = response.headers["Content-Type"]
 

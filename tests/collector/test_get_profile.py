@@ -6,9 +6,8 @@ import datetime
 import json
 
 import pytest
-from support.documents import START_MS, profile_document
-
 from codeguru_agent.encoding import decode
+from support.documents import START_MS, profile_document
 
 MINUTE_MS = 60_000
 
@@ -28,7 +27,9 @@ def orders(collector):
         stacks={(("app.main:<module>", 1), ("app.work:run", 7)): 2, (("app.main:<module>", 1), ("app.io:read", 9)): 4},
     )
     for document in (first, second):
-        client.post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(document), contentType="application/json")
+        client.post_agent_profile(
+            profilingGroupName="orders", agentProfile=json.dumps(document), contentType="application/json"
+        )
     return collector
 
 
@@ -66,7 +67,9 @@ def test_ion_is_the_default_format(orders):
 
 def test_period_alone_is_the_latest_period(orders):
     late = profile_document(START_MS + 60 * MINUTE_MS, stacks={(("app.late:job", 1),): 1})
-    orders.client().post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(late), contentType="application/json")
+    orders.client().post_agent_profile(
+        profilingGroupName="orders", agentProfile=json.dumps(late), contentType="application/json"
+    )
 
     latest = get_json(orders, period="PT5M")
     day = get_json(orders, period="P1D")
@@ -127,12 +130,16 @@ def spread(collector):
     collector.create_group("orders")
     for offset_min in (0, 6, 7, 31):
         document = profile_document(START_MS + offset_min * MINUTE_MS, START_MS + offset_min * MINUTE_MS + 1_000)
-        collector.client().post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(document), contentType="application/json")
+        collector.client().post_agent_profile(
+            profilingGroupName="orders", agentProfile=json.dumps(document), contentType="application/json"
+        )
     return collector
 
 
 def profile_times(collector, **kwargs):
-    arguments = dict(profilingGroupName="orders", startTime=at(START_MS), endTime=at(START_MS + 60 * MINUTE_MS), period="PT5M")
+    arguments = dict(
+        profilingGroupName="orders", startTime=at(START_MS), endTime=at(START_MS + 60 * MINUTE_MS), period="PT5M"
+    )
     arguments.update(kwargs)
     return collector.client().list_profile_times(**arguments)
 
@@ -167,7 +174,9 @@ def test_the_paginator_walks_every_page(spread):
         PaginationConfig={"PageSize": 1},
     )
 
-    assert [time["start"] for page in pages for time in page["profileTimes"]] == [at(START_MS + m * MINUTE_MS) for m in (0, 5, 30)]
+    assert [time["start"] for page in pages for time in page["profileTimes"]] == [
+        at(START_MS + m * MINUTE_MS) for m in (0, 5, 30)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,9 @@ def test_describe_shows_when_the_latest_profile_was_reported(collector):
         profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json"
     )
 
-    status = collector.client().describe_profiling_group(profilingGroupName="orders")["profilingGroup"]["profilingStatus"]
+    status = collector.client().describe_profiling_group(profilingGroupName="orders")["profilingGroup"][
+        "profilingStatus"
+    ]
 
     assert "latestAgentProfileReportedAt" in status
     assert status["latestAggregatedProfile"]["period"] == "PT5M"
@@ -140,7 +142,9 @@ def test_update_an_unknown_group_is_not_found(collector):
 def test_delete_answers_204_and_removes_the_group_and_its_profiles(collector):
     client = collector.client()
     collector.create_group("orders")
-    client.post_agent_profile(profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json")
+    client.post_agent_profile(
+        profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json"
+    )
 
     deleted = client.delete_profiling_group(profilingGroupName="orders")
 

@@ -37,11 +37,18 @@ def test_one_connection_carries_answers_and_errors(collector, connection):
     sock = connection.sock
     assert (status, code) == (404, "UnknownOperationException")
     assert b"no operation at GET /profilingGroups/orders/nowhere" in body
-    assert exchange(connection, "POST", "/profilingGroups/orders/agentProfile", b"{", {"Content-Type": "application/json"})[:2] == (
+    assert exchange(
+        connection, "POST", "/profilingGroups/orders/agentProfile", b"{", {"Content-Type": "application/json"}
+    )[:2] == (
         400,
         "ValidationException",
     )
-    assert exchange(connection, "POST", "/profilingGroups/orders/agentProfile", profile, {"Content-Type": "application/json"})[0] == 204
+    assert (
+        exchange(
+            connection, "POST", "/profilingGroups/orders/agentProfile", profile, {"Content-Type": "application/json"}
+        )[0]
+        == 204
+    )
     status, _, body, response = exchange(connection, "GET", "/profilingGroups")
     assert status == 200 and json.loads(body) == {"profilingGroupNames": ["orders"]}
     assert response.getheader("Content-Type") == "application/json"
@@ -89,7 +96,11 @@ def test_a_body_cut_short_is_not_stored_and_the_server_carries_on(collector):
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", b"GET\r\n\r\n", b"POST /profilingGroups HTTP/1.1\r\nContent-Length: -5\r\n\r\n"],
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"POST /profilingGroups HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ],
     ids=["tls-hello", "no-path", "negative-length"],
 )
 def test_garbage_gets_an_error_and_the_server_carries_on(collector, garbage):

@@ -7,12 +7,11 @@ import json
 
 import pytest
 from amazon.ion import simpleion
-from support.documents import deep_document, profile_document
-
 from codeguru_agent.collector import deepjson
-from codeguru_agent.encoding import encode_json
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
+from codeguru_agent.encoding import encode_json
 from support.collector_client import CollectorHandle
+from support.documents import deep_document, profile_document
 
 ENCODERS = {
     "json": (lambda document: json.dumps(document).encode(), "application/json"),
@@ -44,7 +43,9 @@ def test_each_format_is_stored_as_sent(collector, body_format, compression):
     if compression == "gzip":
         with_header(client, "Content-Encoding", "gzip")
 
-    response = client.post_agent_profile(profilingGroupName="orders", agentProfile=body, contentType=content_type, profileToken="t-1")
+    response = client.post_agent_profile(
+        profilingGroupName="orders", agentProfile=body, contentType=content_type, profileToken="t-1"
+    )
 
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 204
     [stored] = collector.profiles("orders")
@@ -61,7 +62,9 @@ def test_the_same_token_is_stored_once_and_still_answers_204(collector):
     body = json.dumps(profile_document())
 
     answers = [
-        client.post_agent_profile(profilingGroupName="orders", agentProfile=body, contentType="application/json", profileToken="same")
+        client.post_agent_profile(
+            profilingGroupName="orders", agentProfile=body, contentType="application/json", profileToken="same"
+        )
         for _ in range(3)
     ]
 
@@ -75,7 +78,9 @@ def test_a_token_is_per_group(collector):
     body = json.dumps(profile_document())
     for group in ("orders", "billing"):
         collector.create_group(group)
-        client.post_agent_profile(profilingGroupName=group, agentProfile=body, contentType="application/json", profileToken="same")
+        client.post_agent_profile(
+            profilingGroupName=group, agentProfile=body, contentType="application/json", profileToken="same"
+        )
 
     assert len(collector.profiles("orders")) == len(collector.profiles("billing")) == 1
 
@@ -85,7 +90,9 @@ def test_profiles_are_listed_in_arrival_order(collector):
     client = collector.client()
     for start in (3_000, 1_000, 2_000):
         client.post_agent_profile(
-            profilingGroupName="orders", agentProfile=json.dumps(profile_document(start)), contentType="application/json"
+            profilingGroupName="orders",
+            agentProfile=json.dumps(profile_document(start)),
+            contentType="application/json",
         )
 
     stored = collector.profiles("orders")
@@ -116,7 +123,9 @@ def test_a_call_graph_ten_thousand_frames_deep_is_accepted_and_read_back(collect
 def test_ion_is_answered_as_json_when_too_deep_for_the_ion_library(collector):
     collector.create_group("deep")
     client = collector.client()
-    client.post_agent_profile(profilingGroupName="deep", agentProfile=encode_json(deep_document(2_000)), contentType="application/json")
+    client.post_agent_profile(
+        profilingGroupName="deep", agentProfile=encode_json(deep_document(2_000)), contentType="application/json"
+    )
 
     answer = client.get_profile(profilingGroupName="deep", accept="application/x-amzn-ion")
 

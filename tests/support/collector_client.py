@@ -26,7 +26,13 @@ REGION = "us-east-1"
 def aws_env(url: str) -> Dict[str, str]:
     """The environment for a subprocess whose boto3 must talk to the collector at ``url`` only."""
     env = dict(os.environ)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         env.pop(name, None)
     env.update(
         AWS_ACCESS_KEY_ID="testing",
@@ -51,8 +57,9 @@ class CollectorHandle:
         self._client: Any = None
 
     def client(self, max_attempts: Optional[int] = None, **config: Any) -> Any:
-        """A stock boto3 ``codeguruprofiler`` client with dummy credentials; ``max_attempts`` (all tries, the first included) sets
-        botocore's standard retry mode, other keywords go to ``botocore.config.Config``."""
+        """A stock boto3 ``codeguruprofiler`` client with dummy credentials. ``max_attempts`` (all
+        tries, the first included) sets botocore's standard retry mode; other keywords go to
+        ``botocore.config.Config``. The client without arguments is made once and reused."""
         if max_attempts is None and not config and self._client is not None:
             return self._client
         if max_attempts is not None:
@@ -70,7 +77,9 @@ class CollectorHandle:
 
     def create_group(self, name: str, **kwargs: Any) -> Dict[str, Any]:
         """Create a profiling group through boto3; returns its ProfilingGroupDescription."""
-        group: Dict[str, Any] = self.client().create_profiling_group(profilingGroupName=name, **kwargs)["profilingGroup"]
+        group: Dict[str, Any] = self.client().create_profiling_group(profilingGroupName=name, **kwargs)[
+            "profilingGroup"
+        ]
         return group
 
     def profiles(self, group: str) -> List[Dict[str, Any]]:
@@ -148,7 +157,9 @@ class CollectorHandle:
             with urllib.request.urlopen(request, timeout=30) as response:
                 text = response.read().decode("utf-8")
         except urllib.error.HTTPError as error:
-            raise AssertionError(f"{method} {path} answered {error.code}: {error.read().decode('utf-8', 'replace')}") from None
+            raise AssertionError(
+                f"{method} {path} answered {error.code}: {error.read().decode('utf-8', 'replace')}"
+            ) from None
         return json.loads(text) if text else None
 
 

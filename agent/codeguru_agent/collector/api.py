@@ -111,7 +111,11 @@ class AgentConfigurations:
         self._lock = threading.Lock()
         self._layers: Dict[Optional[str], Dict[str, Any]] = {None: {"agentParameters": {}}}
         self.update(
-            {"shouldProfile": should_profile, "periodInSeconds": period_s, "agentParameters": dict(agent_parameters or {})}
+            {
+                "shouldProfile": should_profile,
+                "periodInSeconds": period_s,
+                "agentParameters": dict(agent_parameters or {}),
+            }
         )
 
     def update(self, change: Any) -> Dict[str, Any]:
@@ -146,7 +150,7 @@ class AgentConfigurations:
                     _set_or_remove(layer, key, value)
             for name, value in parameters.items():
                 _set_or_remove(layer["agentParameters"], name, None if value is None else str(value))
-            return json.loads(json.dumps(layer))
+            return {**layer, "agentParameters": dict(layer["agentParameters"])}
 
     def resolve(self, group: Group) -> Dict[str, Any]:
         """The AgentConfiguration for one group: ``shouldProfile``, ``periodInSeconds``, ``agentParameters``."""
@@ -258,7 +262,9 @@ class Service:
     def _ConfigureAgent(self, request: Request) -> Response:
         body = json_object(request.body)
         fleet_instance_id = body.get("fleetInstanceId")
-        if fleet_instance_id is not None and (not isinstance(fleet_instance_id, str) or not 1 <= len(fleet_instance_id) <= 255):
+        if fleet_instance_id is not None and (
+            not isinstance(fleet_instance_id, str) or not 1 <= len(fleet_instance_id) <= 255
+        ):
             raise validate.Invalid("fleetInstanceId must be a string of 1 to 255 characters")
         metadata = body.get("metadata", {})
         if not isinstance(metadata, dict):
@@ -282,7 +288,9 @@ class Service:
         document = validate.decode_profile(request.body, content_type, content_encoding, self.max_body_bytes)
         start_ms, end_ms = validate.profile_document(document)
         text = encoding.encode_json(document).decode("utf-8")
-        stored = StoredProfile(0, group.name, token, content_type or "", content_encoding, self.clock_ms(), start_ms, end_ms, text)
+        stored = StoredProfile(
+            0, group.name, token, content_type or "", content_encoding, self.clock_ms(), start_ms, end_ms, text
+        )
         self.store.add_profile(stored)
         return Response(204)
 
@@ -480,7 +488,7 @@ def _page_token(text: Optional[str]) -> Optional[int]:
 
 
 def _accepted_format(accept: Optional[str]) -> str:
-    """"json" or "ion" from an Accept header; Ion by default, as the model documents."""
+    """ "json" or "ion" from an Accept header; Ion by default, as the model documents."""
     ranges: List[str] = [encoding.media_type(part) for part in (accept or "").split(",") if part.strip()]
     for media_range in ranges:
         if media_range == encoding.JSON_CONTENT_TYPE:

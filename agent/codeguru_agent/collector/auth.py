@@ -59,16 +59,24 @@ def verify(keys: Keys, method: str, raw_path: str, headers: Message, body: bytes
     if not hmac.compare_digest(match.group("key").encode(), keys.access_key.encode()):
         raise AuthError("UnrecognizedClientException", "the access key id is not the one this collector accepts")
     if match.group("service") != SERVICE:
-        raise AuthError("InvalidSignatureException", f"the credential scope names service {match.group('service')!r}, not {SERVICE!r}")
+        raise AuthError(
+            "InvalidSignatureException",
+            f"the credential scope names service {match.group('service')!r}, not {SERVICE!r}",
+        )
     signed = match.group("headers").split(";")
     if "host" not in signed or "x-amz-date" not in signed:
         raise AuthError("InvalidSignatureException", "the signature must cover the host and x-amz-date headers")
     amz_date = headers.get("X-Amz-Date", "")
     if not _AMZ_DATE.fullmatch(amz_date) or amz_date[:8] != match.group("date"):
-        raise AuthError("InvalidSignatureException", f"X-Amz-Date {amz_date!r} is missing or does not match the credential scope")
+        raise AuthError(
+            "InvalidSignatureException", f"X-Amz-Date {amz_date!r} is missing or does not match the credential scope"
+        )
     skew_s = abs(time.time() - calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
     if skew_s > MAX_SKEW_S:
-        raise AuthError("InvalidSignatureException", f"Signature expired: X-Amz-Date {amz_date} is more than 15 minutes from the collector's clock")
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Signature expired: X-Amz-Date {amz_date} is more than 15 minutes from the collector's clock",
+        )
     declared_hash = headers.get("X-Amz-Content-SHA256")
     if "x-amz-content-sha256" in signed and declared_hash != hashlib.sha256(body).hexdigest():
         raise AuthError("InvalidSignatureException", "X-Amz-Content-SHA256 does not match the body")
@@ -95,4 +103,4 @@ def _signature(
     request.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(keys.access_key, keys.secret_key), SERVICE, region)
     canonical_request = signer.canonical_request(request)
-    return signer.signature(signer.string_to_sign(request, canonical_request), request)
+    return str(signer.signature(signer.string_to_sign(request, canonical_request), request))

@@ -27,20 +27,71 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
-    parser.add_argument("--db", default=DEFAULT_DB_PATH, help=f"SQLite database file, or :memory: (default: ./{DEFAULT_DB_PATH})")
-    parser.add_argument("--auto-create", action="store_true", help="create unknown profiling groups on first ConfigureAgent or PostAgentProfile")
-    parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20, help="largest request body, and largest decompressed profile, in MiB (default: 16)")
-    parser.add_argument("--access-key", default=os.environ.get("CODEGURU_COLLECTOR_ACCESS_KEY"), help="require SigV4 signatures made with this access key id (or $CODEGURU_COLLECTOR_ACCESS_KEY)")
-    parser.add_argument("--secret-key", default=os.environ.get("CODEGURU_COLLECTOR_SECRET_KEY"), help="the secret key for --access-key (or $CODEGURU_COLLECTOR_SECRET_KEY)")
+    parser.add_argument(
+        "--db", default=DEFAULT_DB_PATH, help=f"SQLite database file, or :memory: (default: ./{DEFAULT_DB_PATH})"
+    )
+    parser.add_argument(
+        "--auto-create",
+        action="store_true",
+        help="create unknown profiling groups on first ConfigureAgent or PostAgentProfile",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_BYTES / 2**20,
+        help="largest request body, and largest decompressed profile, in MiB (default: 16)",
+    )
+    parser.add_argument(
+        "--access-key",
+        default=os.environ.get("CODEGURU_COLLECTOR_ACCESS_KEY"),
+        help="require SigV4 signatures made with this access key id (or $CODEGURU_COLLECTOR_ACCESS_KEY)",
+    )
+    parser.add_argument(
+        "--secret-key",
+        default=os.environ.get("CODEGURU_COLLECTOR_SECRET_KEY"),
+        help="the secret key for --access-key (or $CODEGURU_COLLECTOR_SECRET_KEY)",
+    )
     steering = parser.add_argument_group("ConfigureAgent overrides")
-    steering.add_argument("--should-profile", choices=("true", "false"), help="answer shouldProfile with this for every group")
-    steering.add_argument("--period", type=int, metavar="SECONDS", help="answer periodInSeconds with this (default: 300)")
-    steering.add_argument("--agent-parameter", action="append", default=[], metavar="NAME=VALUE", help="add or override one agentParameters value, e.g. SamplingIntervalInMilliseconds=100 (repeatable)")
+    steering.add_argument(
+        "--should-profile", choices=("true", "false"), help="answer shouldProfile with this for every group"
+    )
+    steering.add_argument(
+        "--period", type=int, metavar="SECONDS", help="answer periodInSeconds with this (default: 300)"
+    )
+    steering.add_argument(
+        "--agent-parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add or override one agentParameters value, e.g. SamplingIntervalInMilliseconds=100 (repeatable)",
+    )
     testing = parser.add_argument_group("testing")
-    testing.add_argument("--test-hooks", action="store_true", help="serve the /_test/ admin API (faults, overrides, stored profiles, request journal)")
-    testing.add_argument("--fault", action="append", default=[], metavar="OPERATION:STATUS[:CODE[:COUNT]]", help="fail the next COUNT (default 1) requests of OPERATION with STATUS and error CODE (repeatable)")
-    testing.add_argument("--fault-delay-ms", action="append", default=[], metavar="OPERATION:MILLISECONDS[:COUNT]", help="answer the next COUNT requests of OPERATION late, but normally (repeatable)")
-    testing.add_argument("--fault-drop", action="append", default=[], metavar="OPERATION[:COUNT]", help="close the connection of the next COUNT requests of OPERATION without answering (repeatable)")
+    testing.add_argument(
+        "--test-hooks",
+        action="store_true",
+        help="serve the /_test/ admin API (faults, overrides, stored profiles, request journal)",
+    )
+    testing.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="OPERATION:STATUS[:CODE[:COUNT]]",
+        help="fail the next COUNT (default 1) requests of OPERATION with STATUS and error CODE (repeatable)",
+    )
+    testing.add_argument(
+        "--fault-delay-ms",
+        action="append",
+        default=[],
+        metavar="OPERATION:MILLISECONDS[:COUNT]",
+        help="answer the next COUNT requests of OPERATION late, but normally (repeatable)",
+    )
+    testing.add_argument(
+        "--fault-drop",
+        action="append",
+        default=[],
+        metavar="OPERATION[:COUNT]",
+        help="close the connection of the next COUNT requests of OPERATION without answering (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 

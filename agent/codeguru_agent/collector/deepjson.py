@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from json.scanner import NUMBER_RE
 from typing import Any, Dict, Final, List, Tuple, Union
 
@@ -116,6 +116,7 @@ class _Parser:
         """Read ``"key" :`` and leave the position at the value."""
         if self.text[self.pos] != '"':
             raise self._error("Expecting property name enclosed in double quotes")
+        key: str
         key, self.pos = scanstring(self.text, self.pos + 1)
         self._skip()
         if self.text[self.pos] != ":":

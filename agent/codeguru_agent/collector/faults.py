@@ -105,7 +105,7 @@ class Fault:
 def _integer(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise FaultError(f"{field} must be an integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def parse_status_spec(spec: str) -> Fault:
@@ -126,7 +126,9 @@ def parse_delay_spec(spec: str) -> Fault:
     parts = spec.split(":")
     if not 2 <= len(parts) <= 3:
         raise FaultError(f"--fault-delay-ms {spec!r}: expected OPERATION:MILLISECONDS[:COUNT]")
-    return Fault(operation=parts[0], delay_ms=_number(parts[1], spec), count=_number(parts[2], spec) if len(parts) > 2 else 1)
+    return Fault(
+        operation=parts[0], delay_ms=_number(parts[1], spec), count=_number(parts[2], spec) if len(parts) > 2 else 1
+    )
 
 
 def parse_drop_spec(spec: str) -> Fault:

@@ -105,12 +105,16 @@ class CollectorServer:
     def __init__(self, options: CollectorOptions) -> None:
         _check(options)
         self.options = options
-        self.keys = auth.Keys(options.access_key, options.secret_key) if options.access_key and options.secret_key else None
+        self.keys = (
+            auth.Keys(options.access_key, options.secret_key) if options.access_key and options.secret_key else None
+        )
         self.stopping = threading.Event()
         self.faults = FaultInjector(options.faults)
         self.journal = RequestJournal() if options.test_hooks else None
         try:
-            self.configurations = AgentConfigurations(options.should_profile, options.period_s, options.agent_parameters)
+            self.configurations = AgentConfigurations(
+                options.should_profile, options.period_s, options.agent_parameters
+            )
         except Invalid as error:
             raise CollectorError(f"bad agent configuration override: {error}") from None
         self.service: Optional[Service] = None
@@ -145,7 +149,9 @@ class CollectorServer:
             self._httpd = _HTTPServer((self.options.host.strip("[]"), self.options.port), self, family)
         except OSError as error:
             self._store.close()
-            raise CollectorError(f"cannot listen on {self.options.host}:{self.options.port}: {error.strerror or error}") from None
+            raise CollectorError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {error.strerror or error}"
+            ) from None
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._thread = threading.Thread(target=self._serve, args=(self._httpd,), name="codeguru-collector", daemon=True)
         self._thread.start()
@@ -343,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
         """The whole request body, or None after answering (and closing) when it cannot be read."""
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-            self._send_error(ApiError("ValidationException", "Transfer-Encoding is not supported: send a Content-Length", 411))
+            self._send_error(
+                ApiError("ValidationException", "Transfer-Encoding is not supported: send a Content-Length", 411)
+            )
             return None
         text = self.headers.get("Content-Length") or "0"
         if not text.isdigit():
@@ -369,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             while length > 0 and time.monotonic() < deadline:
                 self.connection.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = self.rfile.read1(min(length, 2**16))  # type: ignore[attr-defined]
+                chunk = self.rfile.read1(min(length, 2**16))
                 if not chunk:
                     return
                 length -= len(chunk)
@@ -383,7 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(error)
         except Exception:  # the API boundary: a bug costs one request a 500, never the server
             logger.exception("%s %s failed", self.command, self.path)
-            return self._send_error(ApiError("InternalServerException", "the collector failed on this request: see its log", 500))
+            return self._send_error(
+                ApiError("InternalServerException", "the collector failed on this request: see its log", 500)
+            )
         return self._send(response)
 
     def _send_error(self, error: ApiError) -> int:

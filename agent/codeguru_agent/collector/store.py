@@ -182,8 +182,8 @@ class Store:
             if cursor.rowcount != 1:
                 return False
             self._db.execute(
-                "UPDATE groups SET reported_ms = ?, latest_profile_start_ms = MAX(COALESCE(latest_profile_start_ms, ?), ?)"
-                " WHERE name = ?",
+                "UPDATE groups SET reported_ms = ?,"
+                " latest_profile_start_ms = MAX(COALESCE(latest_profile_start_ms, ?), ?) WHERE name = ?",
                 (profile.received_ms, profile.start_ms, profile.start_ms, profile.group_name),
             )
             return True
@@ -214,10 +214,17 @@ class Store:
     def latest_end_ms(self, group_name: str) -> Optional[int]:
         with self._lock:
             row = self._db.execute("SELECT MAX(end_ms) FROM profiles WHERE group_name = ?", (group_name,)).fetchone()
-        return row[0]
+        return None if row[0] is None else int(row[0])
 
     def profile_times(
-        self, group_name: str, period_ms: int, start_ms: int, end_ms: int, ascending: bool, after: Optional[int], limit: int
+        self,
+        group_name: str,
+        period_ms: int,
+        start_ms: int,
+        end_ms: int,
+        ascending: bool,
+        after: Optional[int],
+        limit: int,
     ) -> List[int]:
         """Start times of the ``period_ms`` buckets (aligned to the epoch) holding a profile that
         overlaps [start_ms, end_ms), each once, after the bucket ``after`` in the chosen order."""

@@ -264,13 +264,17 @@ def _is_number(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    for kind, text in ((dict, "an object"), (list, "a list"), (str, "a string")):
+        if isinstance(value, kind):
+            return text
+    return type(value).__name__
 
 
 def _short(value: Any, limit: int = 80) -> str:
     """A value for an error message, cut so that a huge (or deeply nested) value cannot make a huge message."""
     nested = isinstance(value, (dict, list)) and (
-        len(value) > 4 or any(isinstance(item, (dict, list)) for item in (value.values() if isinstance(value, dict) else value))
+        len(value) > 4
+        or any(isinstance(item, (dict, list)) for item in (value.values() if isinstance(value, dict) else value))
     )
     text = _kind(value) if nested else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
