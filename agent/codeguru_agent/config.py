@@ -297,7 +297,10 @@ def _arguments(arguments: Mapping[str, Any], warn: Callable[[str], None]) -> Dic
 
 def _official_overrides(overrides: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
     values: Dict[str, Any] = {}
-    for key, value in dict(overrides or {}).items():
+    if not isinstance(overrides, Mapping):
+        warn(f"environment_override={overrides!r} is not a dict; ignoring it")
+        return values
+    for key, value in overrides.items():
         name = _OVERRIDE_KEYS.get(key)
         if name is None:
             logger.info("environment_override key %r has no equivalent here and is ignored", key)
@@ -318,6 +321,8 @@ def _coerce(option: _Option, value: Any) -> Any:
     if option.field == "excluded_threads":
         if isinstance(value, str):
             return _names(value)
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            raise _Invalid("expected thread names: a comma-separated string or a collection")
         return frozenset(str(name) for name in value)
     if isinstance(value, timedelta):
         value = value.total_seconds() * 1000

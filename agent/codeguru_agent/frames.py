@@ -28,6 +28,17 @@ _NAME_LOADS: Final = frozenset({
 _BOTO_CLIENT_SUFFIXES: Final = (os.sep + os.path.join("botocore", "client.py"), "/botocore/client.py")
 
 
+def encodable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a file name that is not UTF-8 on disk reaches Python with
+    lone surrogates (``os.fsdecode``), which fail the JSON encoding of the whole profile and send
+    Ion's C writer into an endless loop; each becomes U+FFFD instead."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def is_resumable(code: types.CodeType) -> bool:
     """Generators and coroutines can be resumed by another caller at the same offset."""
     return bool(code.co_flags & _GENERATOR_FLAGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from typing import Any, Optional
@@ -37,6 +38,11 @@ class Profiler:
         arguments = dict(options, profiling_group_name=profiling_group_name, region_name=region_name,
                          environment_override=environment_override)
         self._config = configuration.resolve(arguments).config
+        group_env = configuration.environment_variables()["profiling_group_name"]
+        # A group given but refused (bad name or ARN) has had its WARNING from the configuration.
+        self._group_refused = not self._config.profiling_group_name and (
+            profiling_group_name is not None or group_env in os.environ
+            or bool(os.environ.get(configuration.GROUP_ARN_ENV)))
         self._aws_session = aws_session
         self._fleet = fleet
         self._runner: Any = None
@@ -158,9 +164,10 @@ class Profiler:
             logger.info("CodeGuru profiler is disabled (AWS_CODEGURU_PROFILER_ENABLED=false)")
             return False
         if not self._config.profiling_group_name and not self._config.local_dir:
-            logger.warning("CodeGuru profiler not started: no profiling group name (set "
-                           "profiling_group_name, AWS_CODEGURU_PROFILER_GROUP_NAME or "
-                           "AWS_CODEGURU_PROFILER_GROUP_ARN, or AWS_CODEGURU_PROFILER_LOCAL_DIR)")
+            log = logger.info if self._group_refused else logger.warning
+            log("CodeGuru profiler not started: no profiling group name (set "
+                "profiling_group_name, AWS_CODEGURU_PROFILER_GROUP_NAME or "
+                "AWS_CODEGURU_PROFILER_GROUP_ARN, or AWS_CODEGURU_PROFILER_LOCAL_DIR)")
             return False
         return True
 

@@ -32,12 +32,13 @@ _POSITION_BYTES: Final = 400  # a Frame, its strings' share, dict entries
 class _CodeEntry:
     """What the sampler knows of one code object; positions map offsets to frame ids."""
 
-    __slots__ = ("code", "positions", "name", "resumable", "boto")
+    __slots__ = ("code", "positions", "name", "file", "resumable", "boto")
 
-    def __init__(self, code: types.CodeType, name: str) -> None:
+    def __init__(self, code: types.CodeType, name: str, file: str) -> None:
         self.code = code
         self.positions: Dict[int, int] = {}
         self.name = name
+        self.file = file
         self.resumable = names.is_resumable(code)
         self.boto = names.is_boto_api_call(code)
 
@@ -65,14 +66,14 @@ class FrameTable:
     def code_entry(self, code: types.CodeType) -> _CodeEntry:
         entry = self._codes.get(id(code))
         if entry is None or entry.code is not code:
-            module = self._modules.module_of(code.co_filename)
+            module = names.encodable(self._modules.module_of(code.co_filename))
             name = names.frame_name(module, self._qualnames.qualname(code, module))
-            entry = self._codes[id(code)] = _CodeEntry(code, name)
+            entry = self._codes[id(code)] = _CodeEntry(code, name, names.encodable(code.co_filename))
         return entry
 
     def position(self, entry: _CodeEntry, offset: int, line: Optional[int]) -> int:
         """The id of a (code, offset) position seen for the first time."""
-        frame_id = self.intern(Frame(entry.name, entry.code.co_filename, line))
+        frame_id = self.intern(Frame(entry.name, entry.file, line))
         entry.positions[offset] = frame_id
         synthetic = names.leaf_synthetic_frame(entry.code, offset)
         if synthetic is not None:

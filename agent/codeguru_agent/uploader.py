@@ -261,7 +261,11 @@ class Uploader:
             process_id=os.getpid(),
             errors=reported,
         )
-        encoded = encode(build_document(profile, provenance), self._config.profile_format)
+        try:
+            encoded = encode(build_document(profile, provenance), self._config.profile_format)
+        except Exception:
+            self.errors.restore(reported)  # the counts ride in the next profile instead
+            raise
         return Sealed(str(uuid.uuid4()), encoded.body, encoded.content_type, profile.start_ms, reported)
 
     def _identity(self) -> FleetIdentity:
