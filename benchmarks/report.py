@@ -113,6 +113,7 @@ def machine() -> Dict[str, str]:
         "memory": memory,
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load average at the end (1, 5, 15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **{f"package {name}": _version(name) for name in PACKAGES},
     }
