@@ -9,6 +9,7 @@ loaded only when profiling starts.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -17,6 +18,9 @@ __all__ = ["Profiler", "start", "stop", "with_lambda_profiler", "__version__"]
 if TYPE_CHECKING:
     from codeguru_agent.aws_lambda.decorator import with_lambda_profiler
     from codeguru_agent.profiler import Profiler, start, stop
+
+# A library logs only where the application says: the command line adds a stderr handler.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

@@ -7,38 +7,25 @@ pre-forking server are never taken for one.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
-from typing import Final, Optional, Tuple
+from typing import Dict, Final
 
 from codeguru_agent.fleet import FleetIdentity
 
 UNKNOWN_TYPE: Final = "UNKNOWN"
 
-_lock = threading.Lock()
-_current: Optional[Tuple[int, str]] = None
-"""(pid, id) of the process the id was made in."""
+_ids: Dict[int, str] = {}
+"""The id of each process by pid; a forked child finds its own pid missing and makes its own."""
 
 
 def process_id() -> str:
-    """This process's random id, made on first use."""
-    global _current
-    pid = os.getpid()
-    with _lock:
-        # The pid check also covers a fork that skipped the fork hooks (one made from C code).
-        if _current is None or _current[0] != pid:
-            _current = (pid, str(uuid.uuid4()))
-        return _current[1]
+    """This process's random id, made on first use.
 
-
-def _after_fork_in_child() -> None:
-    global _lock, _current
-    _lock = threading.Lock()
-    _current = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    No lock: a lock held by another thread at a fork would be held forever in the child, whose
+    restarted agent asks for its id before any fork hook could replace the lock. ``setdefault`` is
+    atomic, so of two threads racing on first use both get the id that was stored first.
+    """
+    return _ids.setdefault(os.getpid(), str(uuid.uuid4()))
 
 
 def vcpu_count() -> int:

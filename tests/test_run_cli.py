@@ -1,0 +1,314 @@
+"""``python -m codeguru_agent`` and ``codeguru-agent run``: real programs in real subprocesses.
+
+The program must behave exactly as under ``python program.py``: its own arguments, ``__main__``,
+``sys.path[0]``, pickling, ``multiprocessing``, exit status and traceback; and the agent must
+profile it, saying what it cannot do in one WARNING line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.programs import (
+    CRUNCH,
+    ENTRY_POINTS,
+    clean_env,
+    function_count,
+    has_function,
+    profile_files,
+    read_profiles,
+    run,
+    write_program,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+REPORT_ARGV = """
+import json, os, sys
+print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "name": __name__, "file": __file__,
+                  "main_file": sys.modules["__main__"].__file__}))
+"""
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_arguments_from_the_script_on_belong_to_the_program(entry: str, tmp_path: Path) -> None:
+    program = write_program(tmp_path / "app", REPORT_ARGV)
+    out = tmp_path / "out"
+    own = ["-p", "NotTheGroup", "--log", "debug", "-m", "json", "--local", "elsewhere", "--", "-x"]
+
+    done = run(entry, ["-p", "CliGroup", "--local", str(out), str(program), *own], clean_env(tmp_path), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout_lines[0])
+    assert seen["argv"] == [str(program), *own]
+    assert seen["name"] == "__main__"
+    assert seen["path0"] == os.path.realpath(program.parent)
+    assert seen["file"] == seen["main_file"] == str(program)
+    assert all(path.name.startswith("profile-CliGroup-") for path in profile_files(out)), "our -p was not ours"
+    assert not (tmp_path / "elsewhere").exists(), "the program's --local was taken as ours"
+
+
+def test_a_relative_script_path_gets_an_absolute_file_as_in_python(tmp_path: Path) -> None:
+    write_program(tmp_path / "app", REPORT_ARGV)
+
+    done = run(ENTRY_POINTS[0], ["--local", "out", "app/program.py", "one"], clean_env(tmp_path), cwd=tmp_path)
+
+    seen = json.loads(done.stdout_lines[0])
+    assert seen["argv"] == [str(tmp_path / "app" / "program.py"), "one"]
+    assert seen["file"] == str(tmp_path / "app" / "program.py")
+    assert seen["path0"] == os.path.realpath(tmp_path / "app")
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_module_mode_runs_the_module_as_main_with_the_working_directory_on_the_path(entry: str,
+                                                                                   tmp_path: Path) -> None:
+    write_program(tmp_path / "shop", "")
+    write_program(tmp_path / "shop", REPORT_ARGV, name="report.py")
+    write_program(tmp_path / "shop", "import shop.report\n", name="__main__.py")
+
+    as_module = run(entry, ["--local", "out", "-m", "shop.report", "-p", "theirs"], clean_env(tmp_path), cwd=tmp_path)
+    as_package = run(entry, ["--local", "out", "-m", "shop"], clean_env(tmp_path), cwd=tmp_path)
+
+    assert as_module.returncode == 0, as_module.stderr
+    seen = json.loads(as_module.stdout_lines[0])
+    assert seen["argv"] == [str(tmp_path / "shop" / "report.py"), "-p", "theirs"]
+    assert seen["name"] == "__main__"
+    assert seen["path0"] == str(tmp_path)
+    assert as_package.returncode == 0, as_package.stderr
+    assert json.loads(as_package.stdout_lines[0])["name"] == "shop.report"
+
+
+EXIT_PROGRAMS = {
+    "returns": ("print('ran')", 0),
+    "sys.exit(3)": ("import sys\nprint('ran')\nsys.exit(3)", 3),
+    "sys.exit(None)": ("import sys\nprint('ran')\nsys.exit()", 0),
+    "sys.exit('message')": ("import sys\nprint('ran')\nsys.exit('out of stock')", 1),
+    "exception": ("def check_stock():\n    raise LookupError('no such item')\nprint('ran')\ncheck_stock()", 1),
+    "KeyboardInterrupt": ("print('ran')\nraise KeyboardInterrupt", 130),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXIT_PROGRAMS))
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_the_exit_status_is_the_programs(entry: str, case: str, tmp_path: Path) -> None:
+    body, status = EXIT_PROGRAMS[case]
+    program = write_program(tmp_path, body)
+
+    done = run(entry, ["--local", str(tmp_path / "out"), str(program)], clean_env(tmp_path))
+
+    assert done.returncode == status, done.stderr
+    assert done.stdout_lines[0] == "ran"
+    if case == "sys.exit('message')":
+        assert "out of stock" in done.stderr.splitlines()
+    if case in ("exception", "KeyboardInterrupt"):
+        assert "Traceback (most recent call last):" in done.stderr
+
+
+def test_an_uncaught_exception_shows_the_programs_traceback_only(tmp_path: Path) -> None:
+    program = write_program(tmp_path, "def check_stock():\n    raise LookupError('no such item')\n\ncheck_stock()\n")
+    direct = subprocess.run([sys.executable, str(program)], check=False, capture_output=True, text=True,
+                            env=clean_env(tmp_path))
+
+    done = run(ENTRY_POINTS[0], ["-p", "Group", "--local", str(tmp_path / "out"), str(program)], clean_env(tmp_path))
+
+    assert done.returncode == direct.returncode == 1
+    assert done.stderr == direct.stderr
+    assert "runpy" not in done.stderr and "codeguru_agent" not in done.stderr
+
+
+PICKLE_AND_POOL = """
+import multiprocessing, pickle, sys
+
+class Order:
+    def __init__(self, number, quantity):
+        self.number, self.quantity = number, quantity
+
+def total_quantity(order):
+    return order.quantity * 2
+
+if __name__ == "__main__":
+    copy = pickle.loads(pickle.dumps(Order(7, 3)))
+    print("pickled", type(copy).__module__, copy.number)
+    for method in sys.argv[1:]:
+        with multiprocessing.get_context(method).Pool(2) as pool:
+            print(method, sum(pool.map(total_quantity, [Order(n, n) for n in range(10)])))
+"""
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_pickling_and_multiprocessing_of_what_the_script_defines(entry: str, tmp_path: Path) -> None:
+    methods = [method for method in ("fork", "spawn") if method in multiprocessing.get_all_start_methods()]
+    program = write_program(tmp_path, PICKLE_AND_POOL)
+
+    done = run(entry, ["--local", str(tmp_path / "out"), str(program), *methods], clean_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines[:1 + len(methods)] == ["pickled __main__ 7"] + [f"{method} 90" for method in methods]
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+LOCAL_PROGRAM = CRUNCH + """
+def price_the_orders():
+    crunch(0.6)
+
+print("priced")
+price_the_orders()
+"""
+
+
+@pytest.mark.parametrize("profile_format", ["json", "ion"])
+def test_local_mode_writes_profiles_and_prints_the_flame_graph_last(profile_format: str, tmp_path: Path) -> None:
+    program = write_program(tmp_path, LOCAL_PROGRAM)
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--format", profile_format, "--local", str(out), str(program)],
+               clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines[0] == "priced"
+    flamegraph = Path(done.stdout_lines[-1])
+    assert flamegraph == out.resolve() / "flamegraph.html"
+    assert "price_the_orders" in flamegraph.read_text(encoding="utf-8")
+    files = profile_files(out)
+    assert files and all(path.suffix == "." + profile_format for path in files)
+    documents = read_profiles(out)
+    assert all(document["agentMetadata"]["agentInfo"]["type"] == "CodeGuruProfiler-python" for document in documents)
+    assert has_function(documents, "price_the_orders")
+    assert done.warnings == []
+
+
+def test_the_profile_lasts_until_the_programs_threads_end(tmp_path: Path) -> None:
+    """A non-daemon thread that outlives the main body is profiled to its end, like Python waits for it."""
+    program = write_program(tmp_path, CRUNCH + """
+import threading
+
+def finish_the_batch():
+    crunch(0.6)
+    print("batch done", flush=True)
+
+threading.Thread(target=finish_the_batch).start()
+print("main body done", flush=True)
+""")
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines == ["main body done", "batch done", str(out.resolve() / "flamegraph.html")]
+    assert has_function(read_profiles(out), "finish_the_batch")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_that_runs_to_the_end_is_profiled_but_prints_nothing(tmp_path: Path) -> None:
+    program = write_program(tmp_path, CRUNCH + """
+import os, sys
+pid = os.fork()
+crunch(0.2)
+if pid == 0:
+    print("child done", flush=True)
+    sys.exit(0)
+os.waitpid(pid, 0)
+print("parent done", flush=True)
+""")
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines == ["child done", "parent done", str(out.resolve() / "flamegraph.html")]
+    assert done.warnings == [], done.stderr
+    processes = {document["debugInfo"]["processId"] for document in read_profiles(out)}
+    assert len(processes) == 2, "the child's profile is missing"
+
+
+def test_a_bad_environment_variable_is_one_warning_and_changes_nothing_else(tmp_path: Path) -> None:
+    program = write_program(tmp_path, "import logging, sys\nlogging.basicConfig()\nprint('ran')\nsys.exit(3)\n")
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)],
+               clean_env(tmp_path, AWS_CODEGURU_PROFILER_FORMAT="xml"))
+
+    assert done.returncode == 3
+    assert done.stdout_lines[0] == "ran"
+    assert len(done.warnings) == 1, done.stderr
+    assert "AWS_CODEGURU_PROFILER_FORMAT" in done.warnings[0] and "'xml'" in done.warnings[0]
+    assert done.stderr.count("AWS_CODEGURU_PROFILER_FORMAT") == 1, "logged twice (root logger too?)"
+
+
+@pytest.mark.parametrize("variables, reason", [
+    ({}, "no profiling group"),
+    ({"AWS_CODEGURU_PROFILER_ENABLED": "false", "AWS_CODEGURU_PROFILER_GROUP_NAME": "Group"}, "disabled"),
+])
+def test_without_a_usable_configuration_the_program_runs_unprofiled(variables: dict, reason: str,
+                                                                   tmp_path: Path) -> None:
+    program = write_program(tmp_path, "import sys\nprint('ran', sys.argv[1:])\nsys.exit(4)\n")
+
+    done = run(ENTRY_POINTS[1], [str(program), "a"], clean_env(tmp_path, **variables), cwd=tmp_path)
+
+    assert done.returncode == 4
+    assert done.stdout == "ran ['a']\n"
+    assert len(done.warnings) == 1 and reason in done.warnings[0], done.stderr
+    assert "program.py" in done.warnings[0]
+
+
+def test_log_level_option_shows_the_agents_info_lines(tmp_path: Path) -> None:
+    program = write_program(tmp_path, "print('ran')\n")
+    out = tmp_path / "out"
+
+    quiet = run(ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path))
+    chatty = run(ENTRY_POINTS[0], ["--log", "info", "--local", str(out), str(program)], clean_env(tmp_path))
+
+    assert "codeguru-agent: INFO" not in quiet.stderr
+    assert "codeguru-agent: INFO CodeGuru profiler started for local directory" in chatty.stderr
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["missing.py"], 2, "can't open file 'missing.py'"),
+    ([], 2, "expected a script or -m module"),
+    (["-m"], 2, "expected a script or -m module"),
+    (["--format", "xml", "program.py"], 2, "invalid choice: 'xml'"),
+    (["--help"], 0, "(script.py | -m module) [args...]"),
+])
+def test_usage(args: list, status: int, message: str, tmp_path: Path) -> None:
+    write_program(tmp_path, "print('ran')\n")
+
+    done = run(ENTRY_POINTS[0], args, clean_env(tmp_path), cwd=tmp_path)
+
+    assert done.returncode == status
+    assert message in done.stdout + done.stderr
+    assert "ran" not in done.stdout
+
+
+def test_importing_the_package_loads_no_boto3_and_starts_no_thread(tmp_path: Path) -> None:
+    probe = """
+import logging, sys, threading
+import codeguru_agent
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", "botocore", "amazon"))
+handlers = [type(h).__name__ for h in logging.getLogger("codeguru_agent").handlers]
+print(heavy, threading.active_count(), handlers)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True,
+                          env=clean_env(tmp_path), timeout=60)
+
+    assert done.stdout.strip() == "[] 1 ['NullHandler']", done.stderr
+
+
+def test_the_demo_example_profiles_its_own_functions(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "order_pipeline.py"
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--local", str(out), str(example), "--seconds", "1.5"], clean_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines[0].startswith("processed ")
+    assert done.stdout_lines[-1] == str(out.resolve() / "flamegraph.html")
+    documents = read_profiles(out)
+    for function in ("worker_loop", "process_order", "check_inventory", "take_orders"):
+        assert has_function(documents, function), function
+    assert sum(function_count(document, "process_order") for document in documents) > 0
