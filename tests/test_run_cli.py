@@ -27,8 +27,6 @@ from support.programs import (
     write_program,
 )
 
-pytestmark = pytest.mark.timeout(120)
-
 REPORT_ARGV = """
 import json, os, sys
 print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "name": __name__, "file": __file__,

@@ -38,6 +38,7 @@ _OPTIONS_WITH_VALUE: Final = frozenset({
     "-p", "--profiling-group-name", "-r", "--region", "-c", "--credential-profile-name",
     "--format", "--local", "--log",
 })
+"""The options of ``_parser`` that take a value: the split must step over it to find the program."""
 _RUNNER_MODULES: Final = frozenset({"runpy", __name__})
 """Frames of these modules are the runner's, not the program's: left out of its tracebacks."""
 

@@ -27,8 +27,6 @@ from support.programs import (
 
 from reliability.helpers import wait_until
 
-pytestmark = pytest.mark.timeout(120)
-
 GROUP = "CheckoutService"
 CONTENT_TYPES = {"json": "application/json", "ion": "application/x-amzn-ion"}
 
