@@ -132,7 +132,7 @@ def test_multiprocessing_workers_deliver_although_they_exit_through_os_exit(
     collector.create_group(GROUP)
     workers_file = tmp_path / "workers.json"
     run = run_host(host_script(tmp_path, POOL_HOST), agent_env(collector, GROUP, tmp_path),
-                   args=[str(workers_file), kind])
+                   args=[str(workers_file), kind], timeout_s=30)
 
     run.assert_host_intact(f"squares {[n * n for n in range(8)]}\n", 0)
     workers = json.loads(workers_file.read_text())

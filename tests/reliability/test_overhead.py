@@ -1,0 +1,186 @@
+"""Overhead budget instead of a kill: over its CPU budget the agent samples less often, step by
+step, down to once a second, and speeds up again when there is room; the interval in force is in
+every profile. Memory: with a tiny bound and endless distinct stacks, the sampler's estimate stays
+within the bound, new stacks fold into known ones, and profiling goes on."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List
+
+import pytest
+from support.collector_client import CollectorHandle
+
+import codeguru_agent
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
+from codeguru_agent.sampler import Sampler
+from reliability.helpers import assert_each_token_once, stored, wait_until
+from reliability.in_process import use_agent_env
+
+GROUP = "Overhead"
+
+
+def test_over_budget_the_interval_grows_step_by_step_to_one_second() -> None:
+    governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
+    intervals = [governor.observe(agent_cpu_s=0.05, window_s=1.0) for _ in range(20)]  # 5 % of a core
+    assert intervals == sorted(intervals) and intervals[0] > 10.0
+    assert len(set(intervals[:5])) == 5, "one step per window, not one jump"
+    assert intervals[-1] == SLOWEST_INTERVAL_MS and max(intervals) <= SLOWEST_INTERVAL_MS
+
+
+def test_with_room_the_interval_returns_to_the_configured_one() -> None:
+    governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
+    for _ in range(20):
+        governor.observe(agent_cpu_s=0.05, window_s=1.0)
+    intervals = [governor.observe(agent_cpu_s=0.001, window_s=1.0) for _ in range(40)]  # 0.1 % of a core
+    assert intervals == sorted(intervals, reverse=True) and len(set(intervals[:5])) == 5
+    assert intervals[-1] == 10.0
+
+
+def test_the_interval_holds_inside_the_budget_and_ignores_empty_windows() -> None:
+    governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
+    assert governor.observe(agent_cpu_s=0.008, window_s=1.0) == 10.0
+    assert governor.observe(agent_cpu_s=1.0, window_s=0.0) == 10.0
+
+
+def test_every_profile_carries_the_interval_in_force(
+        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget no sampler can keep: the agent slows down, keeps profiling, and says so."""
+    collector.create_group(GROUP)
+    use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000,
+                  sampling_interval_ms=1, cpu_limit_percent=0.01)
+
+    def slowed_down() -> bool:
+        metrics = [e["document"]["debugInfo"]["genericMetrics"] for e in stored(collector, GROUP)]
+        return any(m["samplingIntervalInMs_effective"] > m["samplingIntervalInMs_configured"] for m in metrics)
+
+    profiler = codeguru_agent.start()
+    assert profiler is not None
+    wait_until(slowed_down, 30, "a profile sampled at a slower interval than configured")
+    profiler.stop()
+
+    entries = assert_each_token_once(collector, GROUP)
+    for entry in entries:
+        metrics = entry["document"]["debugInfo"]["genericMetrics"]
+        assert metrics["samplingIntervalInMs_configured"] == 1.0
+        assert 1.0 <= metrics["samplingIntervalInMs_effective"] <= SLOWEST_INTERVAL_MS
+        assert entry["document"]["agentMetadata"]["numTimesSampled"] > 0
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+DEPTH = 10
+FUNCTIONS = 12
+
+
+def make_functions() -> List[Callable[..., None]]:
+    """Functions that call one another in random order, so each walk down is a new stack."""
+    namespace: Dict[str, object] = {"random": random}
+    source = "".join(
+        f"def f{index}(depth, release):\n"
+        f"    if depth == 0:\n"
+        f"        release.wait(0.001)\n"
+        f"        return\n"
+        f"    FUNCTIONS[random.randrange({FUNCTIONS})](depth - 1, release)\n"
+        for index in range(FUNCTIONS))
+    exec(compile(source, "stacks.py", "exec"), namespace)
+    functions = [namespace[f"f{index}"] for index in range(FUNCTIONS)]
+    namespace["FUNCTIONS"] = functions
+    return functions  # type: ignore[return-value]
+
+
+@pytest.fixture
+def distinct_stacks() -> Iterator[None]:
+    """Four threads forever entering new stacks (12 functions, 10 deep: 12**10 possible stacks)."""
+    functions = make_functions()
+    release = threading.Event()
+
+    def run() -> None:
+        while not release.is_set():
+            functions[0](DEPTH, release)
+
+    threads = [threading.Thread(target=run, name=f"stacks-{index}", daemon=True) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    yield
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+
+MARGIN_BYTES = 8 * 1024
+"""A frame seen for the first time is interned before the bound is checked (a few hundred bytes each)."""
+
+
+def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: None) -> None:
+    config = AgentConfig(memory_limit_mb=0.1)
+    bound = int(config.memory_limit_mb * 2**20) + MARGIN_BYTES
+    sampler = Sampler(config)
+    tick = threading.Event()
+
+    def interval_that_folds() -> bool:
+        for _ in range(300):
+            tick.wait(0.002)  # the sampling interval: the other threads move on between ticks
+            sampler.sample()
+            assert sampler.memory_bytes() <= bound
+        aggregate = sampler.seal()
+        assert aggregate.num_times_sampled == 300 and aggregate.to_profile().stacks
+        return aggregate.folded_stacks > 0
+
+    wait_until(interval_that_folds, 30, "an interval that reached the bound")
+    interval_that_folds()  # and sampling goes on
+
+
+def test_profiling_goes_on_with_a_tiny_memory_bound(
+        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distinct_stacks: None) -> None:
+    collector.create_group(GROUP)
+    use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000, memory_limit_mb=0.1,
+                  sampling_interval_ms=2, cpu_limit_percent=100)
+
+    def folded() -> bool:
+        return any(e["document"]["debugInfo"]["genericMetrics"]["foldedStacks"] > 0 for e in stored(collector, GROUP))
+
+    profiler = codeguru_agent.start()
+    assert profiler is not None
+    wait_until(folded, 30, "a profile with folded stacks")
+    count = len(stored(collector, GROUP))
+    wait_until(lambda: len(stored(collector, GROUP)) > count, 30, "the next profile")
+    profiler.stop()
+
+    entries = assert_each_token_once(collector, GROUP)
+    assert all(entry["document"]["agentMetadata"]["numTimesSampled"] > 0 for entry in entries)
+    assert all(entry["document"]["agentMetadata"]["agentOverhead"]["memoryInMB"] == 0 for entry in entries)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: every new code object's frames are interned whatever the "
+                   "bound; with code generated at run time the estimate reaches several times the bound per interval")
+def test_generated_code_stays_within_the_bound() -> None:
+    config = AgentConfig(memory_limit_mb=0.1)
+    bound = int(config.memory_limit_mb * 2**20) + MARGIN_BYTES
+    release = threading.Event()
+
+    def generate() -> None:
+        index = 0
+        while not release.is_set():
+            namespace: Dict[str, object] = {}
+            exec(compile("def generated(event):\n    event.wait(0.001)\n", f"generated_{index}.py", "exec"), namespace)
+            namespace["generated"](release)  # type: ignore[operator]
+            index += 1
+
+    threads = [threading.Thread(target=generate, name=f"generate-{index}", daemon=True) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    sampler = Sampler(config)
+    tick = threading.Event()
+    try:
+        for _ in range(500):
+            tick.wait(0.002)
+            sampler.sample()
+            assert sampler.memory_bytes() <= bound
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
