@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from codeguru_agent.fleet import StaticProvider, detect, ec2, ecs, lambda_provider
+from codeguru_agent.fleet import detect, ec2, ecs, lambda_provider
 from codeguru_agent.fleet.default import DefaultProvider
+from codeguru_agent.fleet.lambda_ import LambdaProvider
 
 OFF_PLATFORM = {ec2.DISABLED_ENV: "true"}
 LAMBDA = {
@@ -61,7 +62,7 @@ def test_default_identity_is_new_in_a_forked_child():
 def test_lambda_is_identified_from_the_environment():
     provider = detect(LAMBDA)
 
-    assert isinstance(provider, StaticProvider)
+    assert isinstance(provider, LambdaProvider)
     identity = provider.identity()
     assert identity.fleet_instance_id == "checkout"
     assert identity.fleet_info == {"computeType": "aws_lambda", "functionName": "checkout",

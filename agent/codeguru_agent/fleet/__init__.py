@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Final, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Final, Mapping, Optional, Protocol, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -72,27 +72,15 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> FleetProvider:
 
 
 def lambda_provider(environ: Mapping[str, str]) -> Optional[FleetProvider]:
-    """Lambda, from the environment alone; None anywhere else.
+    """Lambda (the function name and the task root are set); None anywhere else.
 
-    The function ARN and the per-invocation metadata need the invocation's context, which only the
-    Lambda wrapper has; until it supplies them the function name stands for the ARN.
+    The process's one :class:`~codeguru_agent.fleet.lambda_.LambdaProvider`: the Lambda wrapper
+    feeds it each invocation's context (function ARN, request id); until then the function name
+    stands for the ARN.
     """
-    function_name = environ.get(LAMBDA_FUNCTION_NAME_ENV)
-    if not function_name or not environ.get(LAMBDA_TASK_ROOT_ENV):
-        return None
-    from codeguru_agent.fleet.default import process_id
+    from codeguru_agent.fleet.lambda_ import provider_for
 
-    info: Dict[str, Any] = {"computeType": "aws_lambda", "functionName": function_name}
-    metadata = {"ComputePlatform": "AWSLambda", "AgentId": process_id()}
-    memory_mb = environ.get(LAMBDA_MEMORY_ENV, "")
-    if memory_mb.isdigit():
-        info["memoryLimitInMB"] = int(memory_mb)
-        metadata["LambdaMemoryLimitInMB"] = memory_mb
-    execution_env = environ.get(LAMBDA_EXECUTION_ENV)
-    if execution_env:
-        info["executionEnv"] = execution_env
-        metadata["ExecutionEnvironment"] = execution_env
-    return StaticProvider(FleetIdentity(function_name, info, metadata))
+    return provider_for(environ)
 
 
 def _ecs_provider(environ: Mapping[str, str]) -> Optional[FleetProvider]:

@@ -1,0 +1,13 @@
+"""A Lambda function's code, decorated: ``_HANDLER=app.handler``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import codeguru_agent
+import workload
+
+
+@codeguru_agent.with_lambda_profiler()
+def handler(event: Any, context: Any) -> Any:
+    return workload.run(event, context)
