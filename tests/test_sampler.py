@@ -315,3 +315,29 @@ def test_nested_classes_keep_their_qualified_owner() -> None:
         (stack,) = sampled(only_thread("nested"))
         release.set()
     assert any(n.endswith("Outer.Inner:method") for n in names(stack))
+
+
+def test_a_tick_leaves_no_cyclic_garbage_behind() -> None:
+    """The sampler's own frame must never end up in a cycle with other threads' frames.
+
+    Such cycles, collected while those threads still run, corrupt them on CPython 3.12 (seen as
+    ``SystemError: deallocated BytesIO object has exported buffers`` and hung multiprocessing pools).
+    """
+    import gc
+
+    ready, release = threading.Event(), threading.Event()
+    with running(Parker().park, 4, ready, release, name="parked-for-gc"):
+        ready.wait(5)
+        sampler = Sampler(AgentConfig())
+        sampler.exclude_thread(threading.get_ident())  # as the agent excludes its own thread
+        sampler.sample()  # the first tick resolves names and may build caches
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                sampler.sample()
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+        release.set()
+    assert unreachable == 0

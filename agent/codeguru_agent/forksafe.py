@@ -73,6 +73,7 @@ def _agent_thread_importing() -> bool:
     means no agent thread can begin an import before the fork itself.
     """
     frames = sys._current_frames()
+    frames.pop(threading.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
     for thread in threading.enumerate():
         frame = frames.get(thread.ident) if thread.name.startswith(AGENT_THREAD_PREFIX) else None
         while frame is not None:

@@ -5,6 +5,12 @@ for that: frames are keyed on (code object, instruction offset) and resolved onc
 top frame and offset did not change since the last tick is counted without walking its stack; a
 new stack costs one tuple and one dict entry. Names, the call tree and the document are built later,
 on the uploader's thread, from the sealed :class:`Aggregate`.
+
+``sys._current_frames()`` also returns the sampler's own frame. Kept in the tick's locals until
+the tick returns, it would make that frame own its locals and so sit in a reference cycle with
+the other threads' frames; on CPython 3.12 collecting such a cycle while those threads still run
+corrupts them (``SystemError: deallocated BytesIO object has exported buffers``, hung
+``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
 from __future__ import annotations
@@ -166,6 +172,7 @@ class Sampler:
     def sample(self) -> None:
         """One tick: count every sampled thread's current stack once."""
         frames = self._current_frames()
+        frames.pop(threading.get_ident(), None)  # see the module's note on the sampler's own frame
         items = list(frames.items())
         del frames
         if len(items) > self._max_threads + len(self._agent_threads):
