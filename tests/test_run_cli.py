@@ -19,6 +19,7 @@ from support.programs import (
     CRUNCH,
     ENTRY_POINTS,
     clean_env,
+    command,
     function_count,
     has_function,
     profile_files,
@@ -310,3 +311,36 @@ def test_the_demo_example_profiles_its_own_functions(tmp_path: Path) -> None:
     for function in ("worker_loop", "process_order", "check_inventory", "take_orders"):
         assert has_function(documents, function), function
     assert sum(function_count(document, "process_order") for document in documents) > 0
+
+
+SERVICE = """
+import sys, time
+def serve_requests():
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        sum(i * i for i in range(1000))
+serve_requests()
+print("serving", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_flushes_the_last_interval_then_ends_the_program_as_sigterm_does(tmp_path: Path) -> None:
+    """A container stop: the profile of the work done so far arrives, and the status is still SIGTERM's."""
+    import signal
+
+    program = write_program(tmp_path, SERVICE)
+    out = tmp_path / "out"
+    process = subprocess.Popen(command(ENTRY_POINTS[0], ["--local", str(out), str(program)]),
+                               env=clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "serving\n"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGTERM, stderr
+    assert Path(stdout.strip().splitlines()[-1]) == out.resolve() / "flamegraph.html"
+    assert has_function(read_profiles(out), "serve_requests")

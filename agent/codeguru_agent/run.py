@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import runpy
+import signal
 import sys
 import threading
 import zipfile
@@ -72,6 +73,8 @@ def main(argv: Sequence[str], prog: str = "codeguru-agent run") -> int:
     _log_to_stderr(options.log)
     profiler = _start_profiler(options, program)
     pid = os.getpid()
+    if profiler is not None:
+        _flush_on_sigterm(profiler, pid)
     try:
         return _execute(program)
     finally:
@@ -196,6 +199,31 @@ def _stop_when_program_ends(profiler: Profiler, reports: bool) -> None:
         atexit.register(_stop_and_report, profiler, reports)
     else:
         _stop_and_report(profiler, reports)
+
+
+def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
+    """A SIGTERM (a container or service manager stopping the program) flushes before it kills.
+
+    Python's default for SIGTERM ends the process without atexit, losing the last interval. Only
+    the default is replaced, and only for the process that started the program: the handler stops
+    the agent within its shutdown deadline, prints the flame graph's path in local mode, then dies
+    of the same signal, so the status a supervisor sees is unchanged. A program that installs its
+    own handler replaces this one; forked children (a pool being terminated) die at once as before.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def flush_then_die(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        try:
+            if os.getpid() == pid:
+                _stop_and_report(profiler, reports=True)
+        finally:
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, flush_then_die)
 
 
 def _program_threads_alive() -> bool:
