@@ -162,6 +162,19 @@ def test_a_missing_group_pauses_sampling_and_holds_the_profile() -> None:
     assert len(sink.attempts) == 2 and sink.attempts[0][0] == sink.attempts[1][0]
 
 
+def test_with_auto_create_a_missing_group_is_created_and_the_profile_sent_again_in_the_same_pass() -> None:
+    """Lambda freezes the process after each invocation: the retry cannot wait for a backoff."""
+    sink = ScriptedSink(Outcome.NOT_FOUND, Outcome.NOT_FOUND)
+    up = uploader(sink, auto_create_group=True)
+    up.enqueue(aggregate(1_000), 10.0)
+    step(up, retry_now=False)
+    assert len(sink.attempts) == 2 and sink.attempts[0][0] == sink.attempts[1][0]  # same token, same pass
+    assert len(up.backlog) == 1  # still missing after the create: kept, and no loop of creates
+    step(up, retry_now=False)
+    assert len(sink.attempts) == 3
+    assert not up.backlog
+
+
 def test_empty_intervals_are_not_submitted() -> None:
     sink = ScriptedSink()
     up = uploader(sink)

@@ -106,6 +106,7 @@ class Uploader:
         self._failures = 0
         self._retry_at = 0.0
         self._group_missing = False
+        self._group_just_created = False
         self._configure_at = 0.0
         self._started_at = datetime.datetime.now(datetime.timezone.utc)
         self._last_process_cpu = time.process_time()
@@ -322,6 +323,7 @@ class Uploader:
                 logger.info("created profiling group %s", self._config.profiling_group_name)
                 self._retry_at = 0.0
                 self._configure_at = 0.0
+                self._group_just_created = True
                 return
             self.errors.add("createProfilingGroupErrors")
         if not self._group_missing:
@@ -331,12 +333,22 @@ class Uploader:
         self._on_configuration(self._config, False)
 
     def _submit_due(self) -> None:
+        resent_after_create = False
+        self._group_just_created = False
         while not self._is_killed() and not self._group_missing:
             if time.monotonic() < self._retry_at:
                 return
             sealed = self.backlog.oldest()
-            if sealed is None or not self._submit(sealed):
+            if sealed is None:
                 return
+            if self._submit(sealed):
+                continue
+            if not self._group_just_created or resent_after_create:
+                return
+            # The group was missing and has just been created: send the same profile again now,
+            # once, rather than after a backoff that a Lambda freeze would stretch to the next call.
+            resent_after_create = True
+            self._group_just_created = False
 
     def _submit(self, sealed: Sealed) -> bool:
         """One attempt; True if the backlog can move on to the next profile."""
