@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 
 import pytest
 
@@ -94,6 +95,31 @@ def test_stacks_deeper_than_the_recursion_limit_still_encode(depth: int) -> None
     assert encoding.encode_json(decoded) == as_json.body  # (== on dicts this deep would recurse)
     as_ion = encoding.encode(document, "ion")  # too deep for the Ion reader: sent as JSON, not lost
     assert as_ion.body.count(b"deep:f") == depth
+
+
+DEEP_JSON_LEVELS = 100_000
+"""Far past any recursion limit: the depth at which recursive parsers crash CPython 3.9 and 3.10."""
+
+
+def test_json_nested_a_hundred_thousand_levels_decodes_without_touching_the_recursion_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    body = ('{"children":' * DEEP_JSON_LEVELS + '{"leaf":[1,2.5,"x",null]}' + "}" * DEEP_JSON_LEVELS).encode()
+
+    def refuse(limit: int) -> None:
+        raise AssertionError("decoding changed the process-wide recursion limit")
+
+    monkeypatch.setattr(sys, "setrecursionlimit", refuse)  # shared by every thread of the host
+    node = encoding.decode(body, "application/json")
+
+    for _ in range(DEEP_JSON_LEVELS):
+        node = node["children"]
+    assert node == {"leaf": [1, 2.5, "x", None]}
+
+
+@pytest.mark.parametrize("body", [b"[" * DEEP_JSON_LEVELS, b'{"a":' * DEEP_JSON_LEVELS + b"1" + b"]" * DEEP_JSON_LEVELS])
+def test_broken_json_nested_a_hundred_thousand_levels_is_a_decode_error(body: bytes) -> None:
+    with pytest.raises(encoding.DecodeError, match="not valid JSON"):
+        encoding.decode(body, "application/json")
 
 
 def test_decode_reads_gzip_and_ion_text_and_names_the_problem_otherwise() -> None:

@@ -1,9 +1,10 @@
 """JSON text to Python values at any nesting depth.
 
 ``json.loads`` recurses once per container and raises RecursionError on call graphs a few thousand
-frames deep, on every supported Python. The collector must accept such profiles, so documents that
-are too deep for the C parser are parsed again here with an explicit stack (slower, same result).
-Writing JSON of any depth is already solved by ``encoding.encode_json``.
+frames deep, on every supported Python. Documents too deep for the C parser are parsed again here
+with an explicit stack (slower, same result) rather than under a raised recursion limit, which is
+process-wide and crashes CPython 3.9 and 3.10 tens of thousands of levels down. Shared by
+``encoding.decode`` and the collector; writing JSON of any depth is ``encoding.encode_json``'s job.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import json.scanner
-import sys
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
+
+from codeguru_agent import deepjson
 
 JSON_CONTENT_TYPE: Final = "application/json"
 ION_CONTENT_TYPE: Final = "application/x-amzn-ion"
@@ -140,35 +140,12 @@ def decode(body: bytes, content_type: str | None) -> Any:
         if body.startswith(_ION_BINARY_VERSION_MARKER):
             raise DecodeError("body is Ion binary but the content type says application/json")
         try:
-            return _loads_any_depth(body.decode("utf-8"))
+            return deepjson.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DecodeError(f"body is not valid JSON: {error}") from None
     raise DecodeError(
         f"unsupported content type {content_type!r}: use {JSON_CONTENT_TYPE} or {ION_CONTENT_TYPE}"
     )
-
-
-def _loads_any_depth(text: str) -> Any:
-    """json.loads, also for documents nested deeper than the recursion limit allows.
-
-    The C decoder recurses once per nesting level against a limit that, from 3.12 on, cannot be
-    raised; a call graph thousands of frames deep falls back to the standard library's pure-Python
-    scanner under a recursion limit raised for the duration of the call.
-    """
-    try:
-        return json.loads(text)
-    except RecursionError:
-        pass
-    decoder = json.JSONDecoder()
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
-    previous = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(previous, 4 * text.count("{") + 1000))
-    try:
-        return decoder.decode(text)
-    except RecursionError:
-        raise DecodeError("document nests too deeply to decode") from None
-    finally:
-        sys.setrecursionlimit(previous)
 
 
 def _decode_ion(body: bytes) -> Any:

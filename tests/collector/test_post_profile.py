@@ -7,7 +7,7 @@ import json
 
 import pytest
 from amazon.ion import simpleion
-from codeguru_agent.collector import deepjson
+from codeguru_agent import deepjson
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from codeguru_agent.encoding import encode_json
 from support.collector_client import CollectorHandle

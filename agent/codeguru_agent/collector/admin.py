@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Final, Mapping, Optional
 
-from codeguru_agent import encoding
-from codeguru_agent.collector import deepjson, validate
+from codeguru_agent import deepjson, encoding
+from codeguru_agent.collector import validate
 from codeguru_agent.collector.api import AgentConfigurations, ApiError, Response, json_object, json_response
 from codeguru_agent.collector.faults import Fault, FaultError, FaultInjector, RequestJournal
 from codeguru_agent.collector.store import Store, StoredProfile

@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Tuple
 
-from codeguru_agent import encoding
-from codeguru_agent.collector import auth, deepjson, validate
+from codeguru_agent import deepjson, encoding
+from codeguru_agent.collector import auth, validate
 from codeguru_agent.collector.store import Group, Store, StoredProfile
 from codeguru_agent.document import merge_callgraph, total_count, walk_callgraph
 

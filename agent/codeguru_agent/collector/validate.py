@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import json
 import math
 import re
 import zlib
 from typing import Any, Final, List, Mapping, Optional, Tuple
 
 from codeguru_agent import encoding
-from codeguru_agent.collector import deepjson
 
 NAME_PATTERN: Final = re.compile(r"[\w-]{1,255}", re.ASCII)
 TOKEN_PATTERN: Final = re.compile(r"[\w-]{1,64}", re.ASCII)
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-_ION_BINARY_MARKER: Final = b"\xe0\x01\x00\xea"
 _TIMESTAMP: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})?"
 )
@@ -119,9 +116,7 @@ def decode_profile(body: bytes, content_type: Optional[str], content_encoding: O
     """Decode a PostAgentProfile body: JSON or Ion (binary or text), plain or gzip.
 
     Decompression is bounded by the same limit as the body, so a small gzip bomb cannot exhaust
-    memory. JSON is parsed here, iteratively when it is too deep for ``json.loads``: the shared
-    decoder raises the process-wide recursion limit instead, which a threaded server must not do
-    and which crashes Python 3.9 and 3.10 on documents tens of thousands of levels deep.
+    memory. The shared decoder reads JSON of any depth without recursion.
     """
     declared = (content_encoding or "").strip().lower()
     if declared not in ("", "identity", "gzip"):
@@ -132,11 +127,6 @@ def decode_profile(body: bytes, content_type: Optional[str], content_encoding: O
             raise Invalid("body is gzip-compressed twice")
     if not body:
         raise Invalid("body is empty: it must be a profile document")
-    if encoding.media_type(content_type) == encoding.JSON_CONTENT_TYPE and not body.startswith(_ION_BINARY_MARKER):
-        try:
-            return deepjson.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Invalid(f"body is not valid JSON: {error}") from None
     try:
         return encoding.decode(body, content_type)
     except encoding.DecodeError as error:
