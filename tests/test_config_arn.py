@@ -1,4 +1,5 @@
-"""AWS_CODEGURU_PROFILER_GROUP_ARN: name and region from the ARN, over their own variables."""
+"""AWS_CODEGURU_PROFILER_GROUP_ARN: name and region from the ARN, over their own variables; and what
+the warning for a bad group name or region says is used instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from codeguru_agent.config import resolve
 
 ARN_ENV = "AWS_CODEGURU_PROFILER_GROUP_ARN"
+NAME_ENV = "AWS_CODEGURU_PROFILER_GROUP_NAME"
+REGION_ENV = "AWS_CODEGURU_PROFILER_TARGET_REGION"
 ARN = "arn:aws:codeguru-profiler:eu-west-1:123456789012:profilingGroup/Checkout-Service_2"
 
 
@@ -79,3 +82,50 @@ def test_non_ascii_names_and_account_digits_are_malformed(arn):
 
     assert resolution.config.profiling_group_name is None
     assert len(resolution.warnings) == 1
+
+
+@pytest.mark.parametrize("name", ["MyGroup\n", "\nMyGroup", "My\nGroup", "MyGroup "])
+def test_a_group_name_with_a_line_break_or_space_is_invalid(name):
+    resolution = resolve(environ={NAME_ENV: name})
+
+    assert resolution.config.profiling_group_name is None
+    assert resolution.warnings == (f"{NAME_ENV}={name!r} is invalid (a profiling group name is 1 to 255 letters, "
+                                   "digits, '_' or '-'); using none instead",)
+
+
+@pytest.mark.parametrize("variable, value, used", [
+    (NAME_ENV, "has space", "Checkout-Service_2"),
+    (NAME_ENV, "MyGroup\n", "Checkout-Service_2"),
+    (REGION_ENV, "   ", "eu-west-1"),
+])
+def test_a_bad_name_or_region_beside_a_valid_arn_warns_that_the_arns_value_is_used(variable, value, used, caplog):
+    caplog.set_level(logging.DEBUG, logger="codeguru_agent")
+
+    resolution = resolve(environ={ARN_ENV: ARN, variable: value})
+
+    assert (resolution.config.profiling_group_name, resolution.config.region_name) == (
+        "Checkout-Service_2", "eu-west-1")
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert warnings == list(resolution.warnings)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{variable}={value!r} is invalid ("), warnings
+    assert warnings[0].endswith(f"; using {used} from {ARN_ENV} instead"), warnings[0]
+
+
+def test_a_bad_value_overridden_by_an_argument_warns_that_the_arguments_value_is_used():
+    resolution = resolve({"profiling_group_name": "FromCode", "sampling_interval_ms": "fast"},
+                         {NAME_ENV: "has space", "AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS": "20"})
+
+    assert (resolution.config.profiling_group_name, resolution.config.sampling_interval_ms) == ("FromCode", 20.0)
+    assert [warning.split("; ")[-1] for warning in resolution.warnings] == [
+        "using FromCode from the profiling_group_name argument instead",
+        "using 20.0 from AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS instead",
+    ]
+
+
+def test_a_bad_official_override_names_the_value_used_instead():
+    resolution = resolve({"environment_override": {"sampling_interval": "soon"}},
+                         {"AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS": "20"})
+
+    assert resolution.config.sampling_interval_ms == 20.0
+    assert resolution.warnings == ("environment_override['sampling_interval']='soon' is invalid (not a number); "
+                                   "using 20.0 from AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS instead",)

@@ -3,9 +3,10 @@
 Precedence, lowest first: defaults < the service's ConfigureAgent answer < environment variables <
 constructor arguments. Every option has one keyword name and one environment variable. A bad
 environment value never raises: it is logged once as a WARNING naming the variable, the value and
-the value used instead. A bad keyword argument from code raises ``TypeError`` at the call site only
-for unknown names; bad values are treated like bad environment values, because the agent must never
-break the host's start-up.
+the value used instead (with its source, when that is not the default: a valid group ARN supplies
+the group name and region). A bad keyword argument from code raises ``TypeError`` at the call site
+only for unknown names; bad values are treated like bad environment values, because the agent must
+never break the host's start-up.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ ENV_PREFIX: Final = "AWS_CODEGURU_PROFILER_"
 MIN_REPORTING_INTERVAL_MS: Final = 1_000
 MIN_SAMPLING_INTERVAL_MS: Final = 1
 MAX_SAMPLING_INTERVAL_MS: Final = 60_000
-GROUP_NAME_PATTERN: Final = re.compile(r"^[\w-]{1,255}$", re.ASCII)
+# Both are used with fullmatch: "$" would also match before a trailing newline.
+GROUP_NAME_PATTERN: Final = re.compile(r"[\w-]{1,255}", re.ASCII)
 ARN_PATTERN: Final = re.compile(
-    r"^arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"profilingGroup/(?P<name>[\w-]{1,255})$",
+    r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"profilingGroup/(?P<name>[\w-]{1,255})",
     re.ASCII,  # the service's patterns are ASCII-only; Python's \w and \d are not
 )
 
@@ -103,6 +105,9 @@ def _memory_mb_for_percent(percent: float) -> float:
 # --- parsing -------------------------------------------------------------------------------------
 
 Parser = Callable[[str], Any]
+Warn = Callable[[str], None]
+Reject = Callable[[str, str, str], None]
+"""``reject(field, setting, reason)``: ``setting`` (``name=value``) cannot be used for ``field``."""
 
 
 class _Invalid(ValueError):
@@ -152,7 +157,7 @@ def _text(text: str) -> str:
 
 
 def _group_name(text: str) -> str:
-    if not GROUP_NAME_PATTERN.match(text):
+    if not GROUP_NAME_PATTERN.fullmatch(text):
         raise _Invalid("a profiling group name is 1 to 255 letters, digits, '_' or '-'")
     return text
 
@@ -229,46 +234,55 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None,
             environ: Optional[Mapping[str, str]] = None) -> Resolution:
     """Build the configuration from keyword arguments over environment variables over defaults."""
     env = os.environ if environ is None else environ
-    warnings: List[str] = []
+    # A rejected value's warning names the value used instead, known only once every layer is read
+    # (a valid ARN or an argument may supply it), so warnings are kept as (field or None, text).
+    problems: List[Tuple[Optional[str], str]] = []
     values: Dict[str, Any] = {}
-    user_set = set()
+    sources: Dict[str, str] = {}
 
     def warn(message: str) -> None:
-        warnings.append(message)
-        logger.warning(message)
+        problems.append((None, message))
+
+    def reject(field: str, setting: str, reason: str) -> None:
+        problems.append((field, f"{setting} is invalid ({reason})"))
 
     for option in OPTIONS:
         if option.env is None or option.env not in env:
             continue
         raw = env[option.env]
         try:
-            values[option.field] = option.parse(raw)
-            user_set.add(option.field)
+            values[option.field], sources[option.field] = option.parse(raw), option.env
         except _Invalid as reason:
-            fallback = getattr(AgentConfig, option.field)
-            warn(f"{option.env}={raw!r} is invalid ({reason}); using {_show(fallback)} instead")
+            reject(option.field, f"{option.env}={raw!r}", str(reason))
 
-    arn_values = _from_arn(env.get(GROUP_ARN_ENV), warn)
-    for name, value in arn_values.items():
+    for name, value in _from_arn(env.get(GROUP_ARN_ENV), warn).items():
         if name in values and values[name] != value:
             logger.info("%s overrides %s from the environment", GROUP_ARN_ENV, _BY_FIELD[name].env)
-        values[name] = value
-        user_set.add(name)
+        values[name], sources[name] = value, GROUP_ARN_ENV
     if env.get(CREDENTIAL_PATH_ENV):
         warn(f"{CREDENTIAL_PATH_ENV} is not supported; use AWS_SHARED_CREDENTIALS_FILE or a credential profile")
 
-    for name, value in _arguments(arguments or {}, warn).items():
-        values[name] = value
-        user_set.add(name)
+    for name, (value, source) in _arguments(arguments or {}, warn, reject).items():
+        values[name], sources[name] = value, source
 
-    config = AgentConfig(**values, user_set=frozenset(user_set))
-    return Resolution(config, tuple(warnings))
+    warnings = tuple(text if field is None else f"{text}; using {_used_instead(field, values, sources)} instead"
+                     for field, text in problems)
+    for message in warnings:
+        logger.warning(message)
+    return Resolution(AgentConfig(**values, user_set=frozenset(values)), warnings)
 
 
-def _from_arn(arn: Optional[str], warn: Callable[[str], None]) -> Dict[str, str]:
+def _used_instead(field: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """The value ``field`` ends up with, and where it came from unless it is the default."""
+    if field not in values:
+        return _show(getattr(AgentConfig, field))
+    return f"{_show(values[field])} from {sources[field]}"
+
+
+def _from_arn(arn: Optional[str], warn: Warn) -> Dict[str, str]:
     if not arn:
         return {}
-    match = ARN_PATTERN.match(arn.strip())
+    match = ARN_PATTERN.fullmatch(arn.strip())
     if match is None:
         warn(f"{GROUP_ARN_ENV}={arn!r} is not a profiling group ARN "
              "(arn:aws:codeguru-profiler:REGION:ACCOUNT:profilingGroup/NAME); ignoring it")
@@ -276,27 +290,28 @@ def _from_arn(arn: Optional[str], warn: Callable[[str], None]) -> Dict[str, str]
     return {"profiling_group_name": match["name"], "region_name": match["region"]}
 
 
-def _arguments(arguments: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
-    """Keyword arguments from code, with the official agent's override names mapped to ours."""
-    values: Dict[str, Any] = {}
+def _arguments(arguments: Mapping[str, Any], warn: Warn, reject: Reject) -> Dict[str, Tuple[Any, str]]:
+    """Keyword arguments from code, with the official agent's override names mapped to ours: each
+    option's value and the argument it came from."""
+    values: Dict[str, Tuple[Any, str]] = {}
     for name, value in arguments.items():
         if value is None:
             continue
         if name == "environment_override":
-            values.update(_official_overrides(value, warn))
+            values.update(_official_overrides(value, warn, reject))
             continue
         option = _BY_FIELD.get(name)
         if option is None:
             raise TypeError(f"unknown codeguru_agent option {name!r}")
         try:
-            values[name] = _coerce(option, value)
+            values[name] = (_coerce(option, value), f"the {name} argument")
         except _Invalid as reason:
-            warn(f"{name}={value!r} is invalid ({reason}); using {_show(getattr(AgentConfig, name))} instead")
+            reject(name, f"{name}={value!r}", str(reason))
     return values
 
 
-def _official_overrides(overrides: Mapping[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
-    values: Dict[str, Any] = {}
+def _official_overrides(overrides: Mapping[str, Any], warn: Warn, reject: Reject) -> Dict[str, Tuple[Any, str]]:
+    values: Dict[str, Tuple[Any, str]] = {}
     if not isinstance(overrides, Mapping):
         warn(f"environment_override={overrides!r} is not a dict; ignoring it")
         return values
@@ -307,10 +322,11 @@ def _official_overrides(overrides: Mapping[str, Any], warn: Callable[[str], None
             continue
         if isinstance(value, timedelta):
             value = value.total_seconds() * 1000
+        setting = f"environment_override[{key!r}]"
         try:
-            values[name] = _coerce(_BY_FIELD[name], value)
+            values[name] = (_coerce(_BY_FIELD[name], value), setting)
         except _Invalid as reason:
-            warn(f"environment_override[{key!r}]={value!r} is invalid ({reason}); using the default")
+            reject(name, f"{setting}={value!r}", str(reason))
     return values
 
 
