@@ -190,3 +190,5 @@ def test_the_default_group_is_named_after_the_function_and_created_for_lambda(mo
     assert (default.config.profiling_group_name, default.config.auto_create_group) == ("aws-lambda-orders-api", True)
     assert (named.config.profiling_group_name, named.config.auto_create_group) == ("orders", False)
     assert from_env.config.profiling_group_name == "from-env"
+    monkeypatch.setenv("AWS_CODEGURU_PROFILER_AUTO_CREATE_GROUP", "false")
+    assert decorator._build_profiler(None, None, None, {}, provider).config.auto_create_group is False

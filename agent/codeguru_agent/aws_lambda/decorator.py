@@ -31,6 +31,7 @@ FLUSH_SAFETY_MARGIN_MS: Final = 500
 
 _GROUP_ENVS: Final = (configuration.ENV_PREFIX + "GROUP_NAME", configuration.GROUP_ARN_ENV)
 _KNOWN_OPTIONS: Final = frozenset(option.field for option in configuration.OPTIONS)
+_AUTO_CREATE_ENV: Final = configuration.environment_variables()["auto_create_group"]
 
 
 class _LambdaAgent:
@@ -166,7 +167,8 @@ def _build_profiler(group: Optional[str], region: Optional[str], overrides: Opti
         if function_name:
             group = DEFAULT_GROUP_PREFIX + function_name
     arguments = dict(options)
-    arguments.setdefault("auto_create_group", True)
+    if _AUTO_CREATE_ENV not in os.environ:  # on Lambda the default is to create; the variable can say no
+        arguments.setdefault("auto_create_group", True)
     return Profiler(group, region, fleet=provider, environment_override=overrides, **arguments)
 
 
