@@ -10,6 +10,14 @@ from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from support.collector_client import CollectorHandle, spawn_collector
 
 
+@pytest.fixture(autouse=True)
+def no_instance_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn EC2 instance metadata off for every test (and the processes it starts), as boto3 and the
+    agent's fleet detection read it: off EC2, a lookup waits for its timeout. A test that serves its
+    own metadata sets ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` and removes this variable."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[CollectorHandle]:
     """A collector on a background thread of this process: test hooks on, no auto-create, fresh database."""

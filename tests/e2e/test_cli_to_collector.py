@@ -24,8 +24,7 @@ from support.programs import (
     function_count,
     write_program,
 )
-
-from reliability.helpers import wait_until
+from support.waiting import wait_until
 
 GROUP = "CheckoutService"
 CONTENT_TYPES = {"json": "application/json", "ion": "application/x-amzn-ion"}

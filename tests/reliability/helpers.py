@@ -1,5 +1,6 @@
-"""Shared by the reliability tests: host programs in subprocesses, polling with deadlines, and
-reading back what the collector received (profiles, tokens, attempts)."""
+"""Shared by the reliability tests: host programs in subprocesses and reading back what the collector
+received (profiles, tokens, attempts). Polling with deadlines is ``support.waiting.wait_until``,
+re-exported here for the tests that import it from this module."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Final, List, Optional, Sequence, TypeVar
+from typing import Any, Dict, Final, List, Optional, Sequence
 
 from support.collector_client import CollectorHandle, aws_env
+from support.waiting import wait_until as wait_until
 
 from codeguru_agent import config as configuration
 
@@ -31,9 +32,6 @@ del _logging, _sys, _handler
 """
 """Every host program starts with this: the agent's log lines go to stderr, marked, so a test can
 tell them from the host's own output (the package logger alone has only a NullHandler)."""
-
-T = TypeVar("T")
-
 
 def agent_env(collector: Optional[CollectorHandle], group: Optional[str], tmp_path: Path,
               **options: Any) -> Dict[str, str]:
@@ -154,18 +152,6 @@ def run_host(script: Path, env: Dict[str, str], args: Sequence[str] = (), stdin:
     host.process.stdin.close()
     host.process.stdin = None
     return host.finish(timeout_s)
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def stored(collector: CollectorHandle, group: str) -> List[Dict[str, Any]]:

@@ -11,13 +11,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, Iterator, List, Optional
 
 import boto3
 from botocore.config import Config
+from support.waiting import wait_until
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REGION = "us-east-1"
@@ -136,14 +136,15 @@ class CollectorHandle:
 
     def wait_for_profiles(self, group: str, count: int, timeout_s: float = 10.0) -> List[Dict[str, Any]]:
         """Poll until the group has at least ``count`` stored profiles; fails after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def enough() -> List[Dict[str, Any]]:
             profiles = self.profiles(group)
-            if len(profiles) >= count:
-                return profiles
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(profiles)} of {count} profiles arrived for {group!r} within {timeout_s} s")
-            time.sleep(0.02)
+            return profiles if len(profiles) >= count else []
+
+        def progress() -> str:
+            return f"{count} profiles for {group!r} ({len(self.profiles(group))} arrived)"
+
+        return wait_until(enough, timeout_s, progress)
 
     def _admin(self, method: str, path: str, body: Any = None, query: str = "") -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
