@@ -116,7 +116,10 @@ def test_json_nested_a_hundred_thousand_levels_decodes_without_touching_the_recu
     assert node == {"leaf": [1, 2.5, "x", None]}
 
 
-@pytest.mark.parametrize("body", [b"[" * DEEP_JSON_LEVELS, b'{"a":' * DEEP_JSON_LEVELS + b"1" + b"]" * DEEP_JSON_LEVELS])
+@pytest.mark.parametrize("body", [
+    b"[" * DEEP_JSON_LEVELS,
+    b'{"a":' * DEEP_JSON_LEVELS + b"1" + b"]" * DEEP_JSON_LEVELS,
+])
 def test_broken_json_nested_a_hundred_thousand_levels_is_a_decode_error(body: bytes) -> None:
     with pytest.raises(encoding.DecodeError, match="not valid JSON"):
         encoding.decode(body, "application/json")
