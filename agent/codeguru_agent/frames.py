@@ -20,11 +20,15 @@ QUEUE_GET: Final = Frame("<queue.get>")
 LXML_SCHEMA: Final = Frame("lxml.etree:XMLSchema:__init__")
 TRUNCATED: Final = Frame("<Truncated>")
 
-_GENERATOR_FLAGS: Final = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async gen
+RESUMABLE_FLAGS: Final = 0x20 | 0x80 | 0x100 | 0x200
+"""``co_flags`` of generators, coroutines, iterable coroutines and async generators: code that another
+caller can resume at the same offset, so its frame and offset do not pin the stack below it."""
 _NAME_LOADS: Final = frozenset({
     "LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST",
     "LOAD_FROM_DICT_OR_GLOBALS", "LOAD_SUPER_ATTR", "IMPORT_NAME", "IMPORT_FROM",
 })
+_CACHE_ENTRY_BYTES: Final = 120  # a file's entry in the module cache, its name aside
+_INDEX_ENTRY_BYTES: Final = 100  # a module's entry in the file index: the dict's share, at most
 _BOTO_CLIENT_SUFFIXES: Final = (os.sep + os.path.join("botocore", "client.py"), "/botocore/client.py")
 
 
@@ -37,11 +41,6 @@ def encodable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text
-
-
-def is_resumable(code: types.CodeType) -> bool:
-    """Generators and coroutines can be resumed by another caller at the same offset."""
-    return bool(code.co_flags & _GENERATOR_FLAGS)
 
 
 def is_boto_api_call(code: types.CodeType) -> bool:
@@ -128,17 +127,34 @@ class ModuleNames:
 
     Prefers the name a module was imported under (``sys.modules``); falls back to the longest
     ``sys.path`` entry that is a real path prefix. Both views are refreshed when they change.
+    ``bytes`` estimates what both hold, for the sampler's memory bound.
     """
 
     def __init__(self) -> None:
         self._cache: Dict[str, str] = {}
         self._by_file: Dict[str, str] = {}
         self._modules_seen = -1
+        self._index_bytes = 0
+        self._cache_bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._index_bytes + self._cache_bytes
+
+    def bytes_to_resolve(self, filename: str) -> int:
+        """At most what resolving ``filename`` adds: its cache entry, and a fresh index if one is due."""
+        if filename in self._cache:
+            return 0
+        cost = _CACHE_ENTRY_BYTES + sys.getsizeof(filename)
+        if not filename.startswith("<") and len(sys.modules) != self._modules_seen:
+            cost += max(0, _INDEX_ENTRY_BYTES * len(sys.modules) - self._index_bytes)
+        return cost
 
     def module_of(self, filename: str) -> str:
         name = self._cache.get(filename)
         if name is None:
             name = self._cache[filename] = self._resolve(filename)
+            self._cache_bytes += _CACHE_ENTRY_BYTES + sys.getsizeof(name)
         return name
 
     def _resolve(self, filename: str) -> str:
@@ -160,8 +176,11 @@ class ModuleNames:
                 continue
             if name == "__main__":
                 continue  # a script is named after its file, below, not "__main__"
-            by_file[os.path.normcase(os.path.abspath(file))] = name
+            path = os.path.normcase(os.path.abspath(file))
+            by_file[file if path == file else path] = name  # the module's own string when it is the same
         self._by_file = by_file
+        self._index_bytes = sys.getsizeof(by_file) + sum(
+            sys.getsizeof(path) for path, name in by_file.items() if path is not getattr(sys.modules.get(name), "__file__", None))
         self._modules_seen = len(sys.modules)
 
 

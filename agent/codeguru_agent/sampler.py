@@ -21,7 +21,7 @@ import threading
 import time
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Final, FrozenSet, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from codeguru_agent import frames as names
 from codeguru_agent.config import AgentConfig
@@ -30,64 +30,107 @@ from codeguru_agent.document import Frame, Profile
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
 
-_TUPLE_BYTES: Final = sys.getsizeof(())
-_STACK_OVERHEAD_BYTES: Final = _TUPLE_BYTES + 3 * 8 + 120  # tuple header, list slots, dict entry
-_POSITION_BYTES: Final = 400  # a Frame, its strings' share, dict entries
+# What each kind of entry costs, measured with tracemalloc on CPython 3.9 to 3.13 and set above it by
+# the allocator's overhead seen in RSS (about a fifth), so that the estimate does not fall below
+# what the process pays. A code object kept alive by the table is counted as the agent's: true of
+# code generated at run time, an overstatement for module code that lives anyway.
+_STACK_BYTES: Final = 200  # the key's tuple header, its dict entry, the list slots, the stack id's int
+_STACK_FRAME_BYTES: Final = 8  # one frame id's slot in the key
+_CODE_BYTES: Final = 700  # a code entry, its positions dict, two dict slots, its name
+_CODE_OBJECT_BYTES: Final = 450  # what sys.getsizeof misses of a code object: line and exception tables, locals' names
+_QUALNAMES_BYTES: Final = 400  # before 3.11: the index of qualified names of the code's module, if new
+_POSITION_BYTES: Final = 120  # an offset's entry in its code's positions (dict slot, offset's int)
+_FRAME_BYTES: Final = 400  # a new Frame with its attribute dict, its id, the list and dict slots
+_LEAF_BYTES: Final = 150  # a leaf position's synthetic child (tuple key, dict slot)
+
+_RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
+_NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
 
 
 class _CodeEntry:
     """What the sampler knows of one code object; positions map offsets to frame ids."""
 
-    __slots__ = ("code", "positions", "name", "file", "resumable", "boto")
+    __slots__ = ("code", "positions", "name", "file", "boto")
 
     def __init__(self, code: types.CodeType, name: str, file: str) -> None:
         self.code = code
         self.positions: Dict[int, int] = {}
         self.name = name
         self.file = file
-        self.resumable = names.is_resumable(code)
         self.boto = names.is_boto_api_call(code)
 
 
 class FrameTable:
-    """Interns frames to small ids; append-only, so a sealed aggregate can read it from any thread."""
+    """Interns frames to small ids; append-only, so a sealed aggregate can read it from any thread.
+
+    ``fast`` maps ``id(code)`` straight to that code's offset -> frame id dict, for the walk. An id
+    stays its code's own because ``codes`` holds every code object it has seen; botocore's
+    ``_api_call`` is left out of ``fast`` so that its operation frame is read on every walk.
+    ``bytes`` is the estimate of what the table holds, grown with every entry.
+    """
 
     def __init__(self) -> None:
         self.frames: List[Frame] = []
-        self.leaf_children: List[int] = []  # frame id -> id of its synthetic leaf child, or -1
+        self.bytes = 0
+        self.codes: Dict[int, _CodeEntry] = {}
+        self.fast: Dict[int, Dict[int, int]] = {}
+        self.leaf_children: Dict[Tuple[int, int], int] = {}  # (id(code), offset) -> synthetic child id, or -1
         self._ids: Dict[Frame, int] = {}
-        self._codes: Dict[int, _CodeEntry] = {}
         self._modules = names.ModuleNames()
         self._qualnames = names.QualifiedNames()
         self.truncated_id = self.intern(names.TRUNCATED)
+        for synthetic in (names.SLEEP, names.QUEUE_GET, names.LXML_SCHEMA):
+            self.intern(synthetic)
 
     def intern(self, frame: Frame) -> int:
         frame_id = self._ids.get(frame)
         if frame_id is None:
             frame_id = self._ids[frame] = len(self.frames)
             self.frames.append(frame)
-            self.leaf_children.append(-1)
+            self.bytes += _FRAME_BYTES
         return frame_id
 
-    def code_entry(self, code: types.CodeType) -> _CodeEntry:
-        entry = self._codes.get(id(code))
-        if entry is None or entry.code is not code:
-            module = names.encodable(self._modules.module_of(code.co_filename))
-            name = names.frame_name(module, self._qualnames.qualname(code, module))
-            entry = self._codes[id(code)] = _CodeEntry(code, name, names.encodable(code.co_filename))
+    def frame_id(self, frame: Frame) -> Optional[int]:
+        """The id of a frame already interned."""
+        return self._ids.get(frame)
+
+    def code_bytes(self, code: types.CodeType) -> int:
+        """What :meth:`add_code` will add for ``code``, at most."""
+        return code_bytes(code) + self._modules.bytes_to_resolve(code.co_filename)
+
+    def add_code(self, code: types.CodeType) -> _CodeEntry:
+        modules_bytes = self._modules.bytes
+        module = names.encodable(self._modules.module_of(code.co_filename))
+        name = names.frame_name(module, self._qualnames.qualname(code, module))
+        entry = self.codes[id(code)] = _CodeEntry(code, name, names.encodable(code.co_filename))
+        if not entry.boto:
+            self.fast[id(code)] = entry.positions
+        self.bytes += code_bytes(code) + self._modules.bytes - modules_bytes
         return entry
 
-    def position(self, entry: _CodeEntry, offset: int, line: Optional[int]) -> int:
-        """The id of a (code, offset) position seen for the first time."""
-        frame_id = self.intern(Frame(entry.name, entry.file, line))
-        entry.positions[offset] = frame_id
-        synthetic = names.leaf_synthetic_frame(entry.code, offset)
-        if synthetic is not None:
-            self.leaf_children[frame_id] = self.intern(synthetic)
+    def add_position(self, entry: _CodeEntry, offset: int, frame: Frame) -> int:
+        frame_id = entry.positions[offset] = self.intern(frame)
+        self.bytes += _POSITION_BYTES
         return frame_id
+
+    def add_leaf_child(self, code: types.CodeType, offset: int) -> int:
+        synthetic = names.leaf_synthetic_frame(code, offset)
+        child = -1 if synthetic is None else self.intern(synthetic)
+        self.leaf_children[(id(code), offset)] = child
+        self.bytes += _LEAF_BYTES
+        return child
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def code_bytes(code: types.CodeType) -> int:
+    """What a new code entry costs: the entry, and the code object it keeps alive."""
+    size = _CODE_BYTES + _CODE_OBJECT_BYTES + sum(
+        sys.getsizeof(part) for part in (code, code.co_consts, code.co_names, code.co_filename))
+    if sys.version_info < (3, 11):
+        size += sys.getsizeof(code.co_code) + _QUALNAMES_BYTES  # 3.11 moved the bytecode in, and has co_qualname
+    return size
 
 
 @dataclass(frozen=True)
@@ -130,7 +173,13 @@ def _wall_ms() -> int:
 
 
 class Sampler:
-    """Samples all threads but the agent's own into flat stack counts, within a memory bound."""
+    """Samples all threads but the agent's own into flat stack counts, within a memory bound.
+
+    The bound covers the interval's stacks and the frame table alike, and is checked before
+    anything is added: a position that would not fit is not interned, and the sample counts on its
+    deepest known ancestor instead; a stack that would not fit counts on the deepest stack already
+    known above it. Either way the sample is counted as folded, once.
+    """
 
     def __init__(self, config: AgentConfig, *, clock_ms: Callable[[], int] = _wall_ms,
                  current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames) -> None:
@@ -138,6 +187,8 @@ class Sampler:
         self._max_threads = config.max_threads
         self._excluded_names: FrozenSet[str] = config.excluded_threads
         self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
+        # room kept for the one stack every sample can fold into when nothing above it is known
+        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._clock_ms = clock_ms
         self._current_frames = current_frames
         self._agent_threads: Set[int] = set()
@@ -182,6 +233,7 @@ class Sampler:
         last = self._last
         excluded = self._excluded
         counts = self._counts
+        walk = self._walk
         seen = 0
         for ident, frame in items:
             skip = excluded.get(ident)
@@ -195,10 +247,10 @@ class Sampler:
             if previous is not None and previous[0] is frame and previous[1] == lasti:
                 counts[previous[2]] += 1
                 continue
-            stack_id = self._walk(frame)
+            stack_id = walk(frame, lasti)
             counts[stack_id] += 1
-            if self._table.code_entry(frame.f_code).resumable:
-                last.pop(ident, None)
+            if frame.f_code.co_flags & _RESUMABLE_FLAGS:
+                last.pop(ident, None)  # resumable: another caller can resume it at the same offset
             else:
                 last[ident] = (frame, lasti, stack_id)
         if len(last) > seen:
@@ -215,44 +267,136 @@ class Sampler:
         self._excluded[ident] = skip
         return skip
 
-    def _walk(self, frame: Optional[types.FrameType]) -> int:
-        table = self._table
-        key: List[int] = []
-        depth = 0
-        max_depth = self._max_depth
-        leaf = True
-        while frame is not None:
-            if depth == max_depth:
-                key.append(table.truncated_id)
-                break
-            code = frame.f_code
-            entry = table.code_entry(code)
-            lasti = frame.f_lasti
-            frame_id = entry.positions.get(lasti)
-            if frame_id is None:
-                frame_id = table.position(entry, lasti, frame.f_lineno)
-            if leaf:
-                leaf = False
-                synthetic = table.leaf_children[frame_id]
-                if synthetic >= 0:
-                    key.append(synthetic)
-            key.append(frame_id)
-            if entry.boto:
-                operation = names.boto_operation_frame(frame, code)
-                if operation is not None:
-                    key.append(table.intern(operation))
-            frame = frame.f_back
-            depth += 1
-        return self._stack_id(tuple(key))
+    def _walk(self, frame: types.FrameType, lasti: int) -> int:
+        """The stack id of the stack under ``frame``, the thread's top frame, at offset ``lasti``.
 
-    def _stack_id(self, key: StackKey) -> int:
-        stack_id = self._stack_ids.get(key)
+        Every frame costs two dict lookups (its code, then its offset) and nothing else: a position
+        not in the fast path reads as -1, and a key holding one is walked again by
+        :meth:`_walk_resolving`, which interns it (or folds it) and reads botocore's operation.
+        """
+        table = self._table
+        fast = table.fast
+        positions = fast.get(id(frame.f_code), _NO_POSITIONS)
+        frame_id = positions.get(lasti, -1)
+        child = table.leaf_children.get((id(frame.f_code), lasti), -2)
+        key = [child, frame_id] if child >= 0 else [frame_id]
+        append = key.append
+        caller = frame.f_back
+        if caller is not None:
+            for _ in range(self._max_depth - 1):
+                append(fast.get(id(caller.f_code), _NO_POSITIONS).get(caller.f_lasti, -1))
+                caller = caller.f_back
+                if caller is None:
+                    break
+            else:
+                append(table.truncated_id)
+        del caller
+        if frame_id < 0 or child == -2 or -1 in key:
+            key, folded = self._walk_resolving(frame)
+        else:
+            folded = False
+        stack_key = tuple(key)
+        stack_id = self._stack_ids.get(stack_key)
         if stack_id is not None:
+            if folded:
+                self._folded += 1
             return stack_id
-        cost = _STACK_OVERHEAD_BYTES + 8 * len(key)
-        if self.memory_bytes() + cost > self._memory_limit_bytes and len(key) > 1:
-            return self._fold(key)
-        return self._add_stack(key, cost)
+        cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
+        if folded or self._stack_bytes + table.bytes + cost > self._budget_bytes:
+            return self._fold(stack_key, folded)
+        stack_id = self._stack_ids[stack_key] = len(self._stacks)
+        self._stacks.append(stack_key)
+        self._counts.append(0)
+        self._stack_bytes += cost
+        return stack_id
+
+    def _walk_resolving(self, frame: types.FrameType) -> Tuple[List[int], bool]:
+        """The stack's key when some position is new to the table, and whether the bound folded it."""
+        key: List[int] = []
+        folded = not self._resolve(frame, key, True)
+        fast = self._table.fast
+        for _ in range(self._max_depth - 1):
+            frame = frame.f_back  # type: ignore[assignment]
+            if frame is None:
+                break
+            frame_id = fast.get(id(frame.f_code), _NO_POSITIONS).get(frame.f_lasti, -1)
+            if frame_id >= 0:
+                key.append(frame_id)
+            elif not self._resolve(frame, key, False):
+                folded = True
+        else:
+            if frame.f_back is not None:
+                key.append(self._table.truncated_id)
+        return key, folded
+
+    def _resolve(self, frame: types.FrameType, key: List[int], leaf: bool) -> bool:
+        """Append the ids of a frame the fast path does not know; False, with ``key`` cleared, if
+        its position does not fit in the bound (the sample then folds into the frame's ancestors).
+
+        Runs for the leaf (its synthetic child), a new code object or offset, and botocore's
+        ``_api_call`` (its operation frame).
+        """
+        table = self._table
+        code = frame.f_code
+        entry = table.codes.get(id(code))
+        if entry is None:
+            if self._over(table.code_bytes(code) + _POSITION_BYTES + _FRAME_BYTES):
+                key.clear()
+                return False
+            entry = table.add_code(code)
+        offset = frame.f_lasti
+        frame_id = entry.positions.get(offset)
+        if frame_id is None:
+            position = Frame(entry.name, entry.file, frame.f_lineno)
+            frame_id = table.frame_id(position)
+            if self._over(_POSITION_BYTES + (_FRAME_BYTES if frame_id is None else 0)):
+                key.clear()
+                return False
+            frame_id = table.add_position(entry, offset, position)
+        fits = True
+        if leaf:
+            child = table.leaf_children.get((id(code), offset))
+            if child is None:
+                if self._over(_LEAF_BYTES):
+                    child, fits = -1, False  # the synthetic child, if any, folds into its frame
+                else:
+                    child = table.add_leaf_child(code, offset)
+            if child >= 0:
+                key.append(child)
+        key.append(frame_id)
+        if entry.boto:
+            operation = names.boto_operation_frame(frame, code)
+            if operation is not None:
+                operation_id = table.frame_id(operation)
+                if operation_id is None and self._over(_FRAME_BYTES):
+                    fits = False  # the operation frame folds into _api_call
+                else:
+                    key.append(table.intern(operation))
+        return fits
+
+    def _over(self, cost_bytes: int) -> bool:
+        return self._stack_bytes + self._table.bytes + cost_bytes > self._budget_bytes
+
+    def _fold(self, key: StackKey, folded: bool) -> int:
+        """A new stack that lost frames to the bound, or that the bound has no room for: counted
+        as it is if it fits, else on the deepest stack already known above it."""
+        self._folded += 1
+        cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(key)
+        if folded and key and not self._over(cost):
+            return self._add_stack(key, cost)
+        for cut in range(1, len(key)):
+            stack_id = self._stack_ids.get(key[cut:])
+            if stack_id is not None:
+                return stack_id
+        return self._fallback_stack()
+
+    def _fallback_stack(self) -> int:
+        """The one stack a sample folds into when nothing above its leaf is known: ``<Truncated>``."""
+        key = (self._table.truncated_id,)
+        stack_id = self._stack_ids.get(key)
+        if stack_id is None:
+            stack_id = self._add_stack(key, _STACK_BYTES + _STACK_FRAME_BYTES)  # its room is kept in reserve
+        return stack_id
 
     def _add_stack(self, key: StackKey, cost: int) -> int:
         stack_id = self._stack_ids[key] = len(self._stacks)
@@ -261,19 +405,9 @@ class Sampler:
         self._stack_bytes += cost
         return stack_id
 
-    def _fold(self, key: StackKey) -> int:
-        """Over the memory bound: count the sample on the deepest stack already known above it."""
-        self._folded += 1
-        for cut in range(1, len(key)):
-            stack_id = self._stack_ids.get(key[cut:])
-            if stack_id is not None:
-                return stack_id
-        root = key[-1:]
-        return self._add_stack(root, _STACK_OVERHEAD_BYTES + 8)
-
     def memory_bytes(self) -> int:
         """Estimated bytes held for the current interval and the frame cache."""
-        return self._stack_bytes + len(self._table) * _POSITION_BYTES
+        return self._stack_bytes + self._table.bytes
 
     def seal(self, now_ms: Optional[int] = None) -> Aggregate:
         """Hand over this interval's samples and start a new interval; O(1) on the sampling thread."""
@@ -291,7 +425,7 @@ class Sampler:
             memory_bytes=self.memory_bytes(),
             table=self._table,
         )
-        if len(self._table) * _POSITION_BYTES > self._memory_limit_bytes // 2:
+        if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
         self._excluded = {ident: True for ident in self._agent_threads}
         self._reset(now)
