@@ -274,6 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
     disable_nagle_algorithm = True
     server: _HTTPServer
+    _journal: Optional[Callable[[Optional[int], bool], None]] = None
+    """Records the request being answered in the test journal, once, just before its answer goes out."""
+    _faulted = False
 
     def do_GET(self) -> None:
         self._serve()
@@ -321,18 +324,29 @@ class _Handler(BaseHTTPRequestHandler):
         operation, group = found
         headers = {name: str(self.headers[name]) for name in _FORWARDED_HEADERS if name in self.headers}
         request = Request(operation, group, query, headers, body)
-        status, faulted = self._answer(collector, request)
-        if collector.journal is not None and operation != "FlameGraph":
-            collector.journal.record(_journal_entry(request, received_ms, status, faulted))
+        journal = collector.journal if operation != "FlameGraph" else None
+        if journal is not None:
+            # Journaled before the answer goes out: a client that reads the journal right after its
+            # answer must find its own request there.
+            self._journal = lambda status, faulted: journal.record(
+                _journal_entry(request, received_ms, status, faulted))
+        try:
+            status, faulted = self._answer(collector, request)
+            if status is None and self._journal is not None:  # a dropped connection sends nothing
+                self._journal(None, faulted)
+        finally:
+            self._journal = None
 
     def _answer(self, collector: CollectorServer, request: Request) -> Tuple[Optional[int], bool]:
         """Authenticate, apply any injected fault, run the operation; the status sent (None if dropped)."""
+        self._faulted = False
         if collector.keys is not None:
             try:
                 auth.verify(collector.keys, self.command, self.path, self.headers, request.body)
             except auth.AuthError as error:
                 return self._send_error(ApiError(error.code, str(error), 403)), False
         fault = collector.faults.take(request.operation)
+        self._faulted = fault is not None
         if fault is not None:
             if fault.delay_ms:
                 collector.stopping.wait(fault.delay_ms / 1000)
@@ -401,6 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(Response(error.status, body, "application/json"), error.code)
 
     def _send(self, response: Response, error_code: Optional[str] = None) -> int:
+        if self._journal is not None:
+            self._journal(response.status, self._faulted)
+            self._journal = None
         if self.server.collector.stopping.is_set():
             self.close_connection = True
         self.send_response(response.status)
