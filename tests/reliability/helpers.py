@@ -84,7 +84,7 @@ class HostRun:
         """stderr without the agent's log lines (and their tracebacks' continuation lines).
 
         Python 3.12+ warns at every ``os.fork()`` of a process that has threads; the agent's threads
-        make that warning appear in hosts that fork, so it is left out here (see docs/reliability.md).
+        make that warning appear in hosts that fork, so it is left out here (see Known limits in README.md).
         """
         lines: List[str] = []
         skip_next = False
