@@ -1,9 +1,11 @@
 """The public lifecycle: ``Profiler``, ``start()`` and ``stop()``.
 
 One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
-the host, whatever the configuration or the network does. Profiling survives ``fork``: the child
-gets a fresh agent of its own. At exit, the last interval and the backlog are flushed within one
-shutdown deadline, so the process never hangs because of the agent.
+the host, whatever the configuration or the network does. ``start()`` only resolves the
+configuration and decides whether to profile: a launcher thread of the agent's own imports and
+builds the sampler and the uploader, so the host's thread never waits for them. Profiling survives
+``fork``: the child gets a fresh agent of its own. At exit, the last interval and the backlog are
+flushed within one shutdown deadline, so the process never hangs because of the agent.
 """
 
 from __future__ import annotations
@@ -13,16 +15,55 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
-from codeguru_agent.fleet import FleetProvider
+
+if TYPE_CHECKING:
+    from codeguru_agent.fleet import FleetProvider
+    from codeguru_agent.runner import Runner
+    from codeguru_agent.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
+SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
+"""The name of ``runner.THREAD_NAME``, known here without importing the runner on the host's thread."""
+_FIRST_TICK_WAIT_S: Final = 1.0
+_FIRST_TICK_POLL_S: Final = 0.001
+
 _lock = threading.RLock()
 _active: Optional["Profiler"] = None
+
+
+class _Launch:
+    """One run of a profiler: its sampling thread, and the runner and uploader that thread builds."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.runner: Optional[Runner] = None
+        self.uploader: Optional[Uploader] = None
+        self.built = threading.Event()
+        """Set once the thread has started the uploader and begins to sample, or has failed to."""
+        self.given_up = False
+        """Set by stop() once its deadline has passed: a thread still building starts nothing."""
+
+    def wait(self, deadline: float) -> Tuple[Optional[Runner], Optional[Uploader]]:
+        """The runner and uploader once built and sampling (None if building failed or outlasts the deadline).
+
+        A seal asked for before the runner's first tick would be empty, and the samples of a short
+        run lost: the runner ticks as soon as its loop begins, but has no event to say so, so a
+        caller polls for that first tick, briefly.
+        """
+        if self.thread is threading.current_thread():
+            return self.runner, self.uploader
+        self.built.wait(max(0.0, deadline - time.monotonic()))
+        runner = self.runner
+        first_tick_by = min(deadline, time.monotonic() + _FIRST_TICK_WAIT_S)
+        while (runner is not None and runner.cpu_s == 0.0 and runner.is_alive() and not runner.paused
+               and not runner.killed and time.monotonic() < first_tick_by):
+            time.sleep(_FIRST_TICK_POLL_S)
+        return self.runner, self.uploader
 
 
 class Profiler:
@@ -45,9 +86,12 @@ class Profiler:
             or bool(os.environ.get(configuration.GROUP_ARN_ENV)))
         self._aws_session = aws_session
         self._fleet = fleet
-        self._runner: Any = None
-        self._uploader: Any = None
+        self._runner: Optional[Runner] = None
+        self._uploader: Optional[Uploader] = None
+        self._launch: Optional[_Launch] = None
         self._running = False
+        self._paused = False
+        """What pause() and resume() last asked for, applied to a runner still being built."""
         self._at_exit_registered = False
         if self._config.log_level:
             logging.getLogger("codeguru_agent").setLevel(self._config.log_level)
@@ -67,7 +111,7 @@ class Profiler:
                     logger.warning("a CodeGuru profiler is already running in this process; "
                                    "this second start() is ignored (one agent per process)")
                     return False
-                self._launch(load_spool=True)
+                self._begin_launch(load_spool=True)
                 _active = self
                 if not self._at_exit_registered:
                     atexit.register(self._at_exit)
@@ -95,10 +139,18 @@ class Profiler:
                 self._running = False
                 if _active is self:
                     _active = None
-                runner, uploader = self._runner, self._uploader
+                launch = self._launch
+            if launch is None:
+                return True
             deadline = time.monotonic() + self._config.shutdown_timeout_ms / 1000.0
-            runner.stop(max(0.0, deadline - time.monotonic()))
-            uploader.drain(deadline)
+            launch.wait(deadline)  # then stop what it started, as if start() had done it all
+            with _lock:
+                launch.given_up = True
+                runner, uploader = launch.runner, launch.uploader
+            if runner is not None:
+                runner.stop(max(0.0, deadline - time.monotonic()))
+            if uploader is not None:
+                uploader.drain(deadline)
             return True
         except Exception:  # the host must never see an agent failure
             logger.warning("CodeGuru profiler did not stop cleanly", exc_info=True)
@@ -123,9 +175,13 @@ class Profiler:
                 return False
             timeout = self._config.shutdown_timeout_ms / 1000.0 if timeout_s is None else timeout_s
             deadline = time.monotonic() + max(0.0, timeout)
-            if not self._runner.seal_now(timeout):
+            launch = self._launch
+            runner, uploader = launch.wait(deadline) if launch is not None else (None, None)
+            if runner is None or uploader is None:
                 return False
-            return self._uploader.deliver_now(deadline)
+            if not runner.seal_now(max(0.0, deadline - time.monotonic())):
+                return False
+            return uploader.deliver_now(deadline)
         except Exception:  # the host must never see an agent failure
             logger.warning("CodeGuru profiler flush failed", exc_info=True)
             return False
@@ -171,16 +227,56 @@ class Profiler:
             return False
         return True
 
-    def _launch(self, load_spool: bool, in_child: bool = False) -> None:
-        from codeguru_agent.runner import Runner
-        from codeguru_agent.uploader import Uploader
+    def _begin_launch(self, load_spool: bool, in_child: bool = False) -> None:
+        """Mark the profiler running and start its sampling thread, which builds everything else."""
+        thread = threading.Thread(target=self._run_sampling_thread, args=(load_spool, in_child),
+                                  name=SAMPLER_THREAD_NAME, daemon=True)
+        previous = self._launch
+        self._launch = _Launch(thread)
+        self._runner = self._uploader = None
+        self._running = True
+        try:
+            thread.start()
+        except RuntimeError:  # Python 3.12+ at interpreter shutdown; start() reports it
+            self._launch, self._running = previous, False
+            raise
 
-        config = self._config
+    def _run_sampling_thread(self, load_spool: bool, in_child: bool) -> None:
+        """The sampling thread: import and build the runner and the uploader, then sample until stopped.
+
+        The imports and the building happen here rather than in start(), so the host's thread never
+        waits for them.
+        """
+        with _lock:  # the caller of start() holds the lock until it returns: let it go first
+            launch = self._launch
+        if launch is None or launch.thread is not threading.current_thread():
+            return
+        runner: Optional[Runner] = None
+        try:
+            runner = self._build(launch, load_spool, in_child)
+        except Exception:  # the host must never see an agent failure; it runs unprofiled
+            logger.warning("CodeGuru profiler could not start", exc_info=True)
+            self._abandon(launch)
+        finally:
+            launch.built.set()
+        if runner is None:
+            return
+        try:
+            # The runner has no public way to adopt a thread: this one, named as its own, runs its loop.
+            runner._run()
+        except Exception:  # as on any agent thread: log, never raise into the interpreter
+            logger.warning("CodeGuru profiler sampling stopped", exc_info=True)
+
+    def _build(self, launch: _Launch, load_spool: bool, in_child: bool) -> Optional[Runner]:
+        """Build the runner and the uploader and start the uploader; the runner, unless given up."""
+        with forksafe.import_gate():
+            from codeguru_agent.runner import Runner
+            from codeguru_agent.uploader import Uploader
         uploader_holder: list = []
-        runner = Runner(config, on_sealed=lambda aggregate, interval: uploader_holder[0].enqueue(aggregate, interval),
-                        exclude_ident=lambda: uploader_holder[0].ident)
+        runner = Runner(self._config, exclude_ident=lambda: uploader_holder[0].ident,
+                        on_sealed=lambda aggregate, interval: uploader_holder[0].enqueue(aggregate, interval))
         uploader = Uploader(
-            config,
+            self._config,
             sink_factory=lambda: self._make_sink(in_child),
             fleet_factory=self._make_fleet,
             on_configuration=self._on_configuration,
@@ -190,17 +286,33 @@ class Profiler:
             load_spool=load_spool,
         )
         uploader_holder.append(uploader)
-        self._runner, self._uploader = runner, uploader
-        try:
-            uploader.start()
-            runner.start()
-        except RuntimeError:
-            # Python 3.12+ refuses new threads once the interpreter is shutting down.
-            runner.stop(0.0)
-            uploader.drain(time.monotonic())
-            self._runner = self._uploader = None
-            raise
-        self._running = True
+        with _lock:
+            if launch.given_up:
+                return None
+            if self._paused:
+                runner.set_paused(True)
+            if self._launch is launch:  # else start() has begun another run since a stop()
+                self._runner, self._uploader = runner, uploader
+            try:
+                uploader.start()
+            except RuntimeError as error:  # Python 3.12+ refuses new threads at interpreter shutdown
+                uploader.drain(time.monotonic())
+                logger.warning("CodeGuru profiler could not start: %s", error)
+                self._abandon(launch)
+                return None
+            runner._thread = threading.current_thread()  # see _run_sampling_thread
+            launch.runner, launch.uploader = runner, uploader
+        return runner
+
+    def _abandon(self, launch: _Launch) -> None:
+        """The launch failed: the profiler is no longer running (the failure has been logged)."""
+        global _active
+        with _lock:
+            if self._launch is launch:
+                self._running = False
+                self._runner = self._uploader = None
+                if _active is self:
+                    _active = None
 
     def _make_sink(self, in_child: bool) -> Any:
         if self._config.local_dir:
@@ -238,9 +350,12 @@ class Profiler:
 
     def _set_paused(self, paused: bool) -> bool:
         try:
-            if not self._running or self._runner is None:
-                return False
-            self._runner.set_paused(paused)
+            with _lock:
+                if not self._running:
+                    return False
+                self._paused = paused
+                if self._runner is not None:  # else the launcher applies it to the runner it builds
+                    self._runner.set_paused(paused)
             return True
         except Exception:  # the host must never see an agent failure
             logger.warning("CodeGuru profiler pause/resume failed", exc_info=True)
@@ -256,8 +371,8 @@ class Profiler:
         _lock = threading.RLock()
         if not self._running:
             return
-        self._runner = self._uploader = None
-        self._launch(load_spool=False, in_child=True)
+        self._paused = False
+        self._begin_launch(load_spool=False, in_child=True)
         _active = self
         _register_multiprocessing_flush(self)
 
