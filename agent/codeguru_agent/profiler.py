@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
 """The name of ``runner.THREAD_NAME``, known here without importing the runner on the host's thread."""
+UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
+"""The name of ``uploader.THREAD_NAME``, likewise."""
 _FIRST_TICK_WAIT_S: Final = 1.0
 _FIRST_TICK_POLL_S: Final = 0.001
 
@@ -37,10 +39,15 @@ _active: Optional["Profiler"] = None
 
 
 class _Launch:
-    """One run of a profiler: its sampling thread, and the runner and uploader that thread builds."""
+    """One run of a profiler: its two threads, and the runner and uploader the sampling thread builds.
 
-    def __init__(self, thread: threading.Thread) -> None:
-        self.thread = thread
+    Both threads are created by start() on the caller's thread: Python 3.12 refuses new threads once
+    the interpreter is shutting down, and a short program may be there before the launch is done.
+    """
+
+    def __init__(self) -> None:
+        self.thread: Optional[threading.Thread] = None
+        self.uploader_thread: Optional[threading.Thread] = None
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
         self.built = threading.Event()
@@ -228,28 +235,35 @@ class Profiler:
         return True
 
     def _begin_launch(self, load_spool: bool, in_child: bool = False) -> None:
-        """Mark the profiler running and start its sampling thread, which builds everything else."""
-        thread = threading.Thread(target=self._run_sampling_thread, args=(load_spool, in_child),
-                                  name=SAMPLER_THREAD_NAME, daemon=True)
+        """Mark the profiler running and start its two threads; the sampling one builds everything else."""
+        launch = _Launch()
+        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch, load_spool, in_child),
+                                         name=SAMPLER_THREAD_NAME, daemon=True)
+        launch.uploader_thread = threading.Thread(target=self._run_uploader_thread, args=(launch,),
+                                                  name=UPLOADER_THREAD_NAME, daemon=True)
         previous = self._launch
-        self._launch = _Launch(thread)
+        self._launch = launch
         self._runner = self._uploader = None
         self._running = True
         try:
-            thread.start()
-        except RuntimeError:  # Python 3.12+ at interpreter shutdown; start() reports it
+            launch.uploader_thread.start()
+            launch.thread.start()
+        except RuntimeError:  # Python 3.12 at interpreter shutdown; start() reports it
+            launch.given_up = True
+            launch.built.set()  # an uploader thread already started ends at once
             self._launch, self._running = previous, False
             raise
 
-    def _run_sampling_thread(self, load_spool: bool, in_child: bool) -> None:
+    def _run_sampling_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
         """The sampling thread: import and build the runner and the uploader, then sample until stopped.
 
         The imports and the building happen here rather than in start(), so the host's thread never
         waits for them.
         """
         with _lock:  # the caller of start() holds the lock until it returns: let it go first
-            launch = self._launch
-        if launch is None or launch.thread is not threading.current_thread():
+            current = self._launch is launch
+        if not current:
+            launch.built.set()
             return
         runner: Optional[Runner] = None
         try:
@@ -293,16 +307,23 @@ class Profiler:
                 runner.set_paused(True)
             if self._launch is launch:  # else start() has begun another run since a stop()
                 self._runner, self._uploader = runner, uploader
-            try:
-                uploader.start()
-            except RuntimeError as error:  # Python 3.12+ refuses new threads at interpreter shutdown
-                uploader.drain(time.monotonic())
-                logger.warning("CodeGuru profiler could not start: %s", error)
-                self._abandon(launch)
-                return None
+            assert launch.uploader_thread is not None
+            uploader.adopt(launch.uploader_thread)  # already running: it waits for launch.built
             runner._thread = threading.current_thread()  # see _run_sampling_thread
             launch.runner, launch.uploader = runner, uploader
         return runner
+
+    @staticmethod
+    def _run_uploader_thread(launch: _Launch) -> None:
+        """The uploader's thread: created with the sampling thread, it runs the uploader once built."""
+        launch.built.wait()
+        uploader = launch.uploader
+        if uploader is None:  # the build failed or was given up; a stop() drains a built one through run()
+            return
+        try:
+            uploader.run()
+        except Exception:  # as on any agent thread: log, never raise into the interpreter
+            logger.warning("CodeGuru profiler uploads stopped", exc_info=True)
 
     def _abandon(self, launch: _Launch) -> None:
         """The launch failed: the profiler is no longer running (the failure has been logged)."""

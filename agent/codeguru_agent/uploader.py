@@ -122,6 +122,14 @@ class Uploader:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
+    def adopt(self, thread: threading.Thread) -> None:
+        """Use a thread already started elsewhere, which calls :meth:`run` (instead of :meth:`start`)."""
+        self._thread = thread
+
+    def run(self) -> None:
+        """The uploader's loop, on the adopted thread."""
+        self._run()
+
     @property
     def ident(self) -> Optional[int]:
         return self._thread.ident if self._thread is not None else None

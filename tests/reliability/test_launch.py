@@ -31,8 +31,11 @@ from reliability.in_process import agent_threads, use_agent_env
 GROUP = "Launch"
 
 
-def test_the_sampling_thread_is_named_as_the_runner_names_it() -> None:
+def test_the_agents_threads_are_named_as_the_runner_and_uploader_name_them() -> None:
+    from codeguru_agent import uploader
+
     assert lifecycle.SAMPLER_THREAD_NAME == runner.THREAD_NAME
+    assert lifecycle.UPLOADER_THREAD_NAME == uploader.THREAD_NAME
 
 
 def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
@@ -42,7 +45,9 @@ def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
     with forksafe.import_gate():
         profiler = lifecycle.start()
         assert profiler is not None and profiler.is_running()
-        assert [thread.name for thread in agent_threads()] == [lifecycle.SAMPLER_THREAD_NAME]
+        # Both threads exist from the start (Python 3.12 refuses new ones once shutdown begins).
+        assert sorted(thread.name for thread in agent_threads()) == [lifecycle.SAMPLER_THREAD_NAME,
+                                                                     lifecycle.UPLOADER_THREAD_NAME]
         assert profiler.pause() and profiler.resume(), "pause and resume work before the launch ends"
     wait_until(lambda: profiler.flush(5.0) and stored(collector, GROUP), 30, "a profile once the launch ends")
     assert profiler.stop()
@@ -55,9 +60,9 @@ def test_a_pause_asked_for_during_the_launch_holds_once_sampling_begins(
     with forksafe.import_gate():
         profiler = lifecycle.start()
         assert profiler is not None and profiler.pause()
-    wait_until(lambda: profiler._runner is not None, 30, "the runner to be built")
-    assert profiler._runner.paused
-    assert profiler.resume() and not profiler._runner.paused
+    built = wait_until(lambda: profiler._runner, 30, "the runner to be built")
+    assert built.paused
+    assert profiler.resume() and not built.paused
     assert profiler.stop()
 
 
