@@ -7,18 +7,18 @@ the value used instead (with its source, when that is not the default: a valid g
 the group name and region). A bad keyword argument from code raises ``TypeError`` at the call site
 only for unknown names; bad values are treated like bad environment values, because the agent must
 never break the host's start-up.
+
+``start()`` imports this module on the host's thread, so it stays cheap to import: no
+``dataclasses`` (it pulls in ``inspect``), no ``re`` or ``datetime`` unless needed, and no
+``from __future__ import annotations`` (which would make ``NamedTuple`` compile every annotation).
 """
 
-from __future__ import annotations
-
-import dataclasses
 import logging
 import math
 import os
-import re
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, Optional, Tuple
+import string
+import sys
+from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +26,30 @@ ENV_PREFIX: Final = "AWS_CODEGURU_PROFILER_"
 MIN_REPORTING_INTERVAL_MS: Final = 1_000
 MIN_SAMPLING_INTERVAL_MS: Final = 1
 MAX_SAMPLING_INTERVAL_MS: Final = 60_000
-# Both are used with fullmatch: "$" would also match before a trailing newline.
-GROUP_NAME_PATTERN: Final = re.compile(r"[\w-]{1,255}", re.ASCII)
-ARN_PATTERN: Final = re.compile(
-    r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"profilingGroup/(?P<name>[\w-]{1,255})",
-    re.ASCII,  # the service's patterns are ASCII-only; Python's \w and \d are not
-)
+_GROUP_NAME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "_-")
+"""The service's ``[\\w-]{1,255}``, ASCII only (Python's ``\\w`` is not)."""
+_ARN_REGEX: Final = (r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+                     r"profilingGroup/(?P<name>[\w-]{1,255})")
+"""Compiled on first use (with re.ASCII, and used with fullmatch): few users give an ARN."""
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    """Everything the agent needs to know, resolved once when it starts."""
+def is_group_name(name: str) -> bool:
+    """A valid profiling group name: 1 to 255 ASCII letters, digits, ``_`` or ``-``, nothing else."""
+    return 0 < len(name) <= 255 and all(character in _GROUP_NAME_CHARACTERS for character in name)
+
+
+def _arn_pattern() -> Any:
+    import re
+
+    return re.compile(_ARN_REGEX, re.ASCII)
+
+
+class AgentConfig(NamedTuple):
+    """Everything the agent needs to know, resolved once when it starts.
+
+    A NamedTuple rather than a dataclass: ``start()`` imports this module on the host's thread,
+    and ``dataclasses`` (with ``inspect``) would cost that thread several milliseconds.
+    """
 
     profiling_group_name: Optional[str] = None
     region_name: Optional[str] = None
@@ -60,10 +72,10 @@ class AgentConfig:
     backlog_max_mb: float = 32.0
     spool_dir: Optional[str] = None
     auto_create_group: bool = False
-    user_set: FrozenSet[str] = field(default=frozenset(), compare=False)
+    user_set: FrozenSet[str] = frozenset()
     """Options set by an argument or the environment: the service's answer must not change them."""
 
-    def with_server_configuration(self, answer: Mapping[str, Any]) -> AgentConfig:
+    def with_server_configuration(self, answer: Mapping[str, Any]) -> "AgentConfig":
         """Apply a ConfigureAgent answer to the options the user left to the service."""
         changes: Dict[str, Any] = {}
         period_s = _positive_number(answer.get("periodInSeconds"))
@@ -80,7 +92,7 @@ class AgentConfig:
         if memory_percent is not None and memory_percent <= 100:
             changes["memory_limit_mb"] = _memory_mb_for_percent(memory_percent)
         allowed = {k: v for k, v in changes.items() if k not in self.user_set}
-        return dataclasses.replace(self, **allowed) if allowed else self
+        return self._replace(**allowed) if allowed else self
 
 
 def _positive_number(value: Any) -> Optional[float]:
@@ -157,7 +169,7 @@ def _text(text: str) -> str:
 
 
 def _group_name(text: str) -> str:
-    if not GROUP_NAME_PATTERN.fullmatch(text):
+    if not is_group_name(text):
         raise _Invalid("a profiling group name is 1 to 255 letters, digits, '_' or '-'")
     return text
 
@@ -173,8 +185,7 @@ def _log_level(text: str) -> str:
     return level
 
 
-@dataclass(frozen=True)
-class _Option:
+class _Option(NamedTuple):
     field: str
     env: Optional[str]
     parse: Parser
@@ -222,8 +233,7 @@ _OVERRIDE_KEYS: Final = {
 }
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """A resolved configuration and the warnings met on the way (already logged)."""
 
     config: AgentConfig
@@ -275,14 +285,14 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None,
 def _used_instead(field: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     """The value ``field`` ends up with, and where it came from unless it is the default."""
     if field not in values:
-        return _show(getattr(AgentConfig, field))
+        return _show(AgentConfig._field_defaults[field])
     return f"{_show(values[field])} from {sources[field]}"
 
 
 def _from_arn(arn: Optional[str], warn: Warn) -> Dict[str, str]:
     if not arn:
         return {}
-    match = ARN_PATTERN.fullmatch(arn.strip())
+    match = _arn_pattern().fullmatch(arn.strip())
     if match is None:
         warn(f"{GROUP_ARN_ENV}={arn!r} is not a profiling group ARN "
              "(arn:aws:codeguru-profiler:REGION:ACCOUNT:profilingGroup/NAME); ignoring it")
@@ -320,8 +330,7 @@ def _official_overrides(overrides: Mapping[str, Any], warn: Warn, reject: Reject
         if name is None:
             logger.info("environment_override key %r has no equivalent here and is ignored", key)
             continue
-        if isinstance(value, timedelta):
-            value = value.total_seconds() * 1000
+        value = _milliseconds_if_timedelta(value)
         setting = f"environment_override[{key!r}]"
         try:
             values[name] = (_coerce(_BY_FIELD[name], value), setting)
@@ -340,9 +349,19 @@ def _coerce(option: _Option, value: Any) -> Any:
         if not isinstance(value, (list, tuple, set, frozenset)):
             raise _Invalid("expected thread names: a comma-separated string or a collection")
         return frozenset(str(name) for name in value)
-    if isinstance(value, timedelta):
-        value = value.total_seconds() * 1000
-    return option.parse(str(value))
+    return option.parse(str(_milliseconds_if_timedelta(value)))
+
+
+def _milliseconds_if_timedelta(value: Any) -> Any:
+    """A ``datetime.timedelta`` (as the official agent takes intervals) in milliseconds; else as given.
+
+    Whoever holds a timedelta has imported ``datetime``; this module does not, to keep start() cheap.
+    """
+    datetime_module = sys.modules.get("datetime")
+    timedelta = getattr(datetime_module, "timedelta", None)
+    if timedelta is not None and isinstance(value, timedelta):
+        return value.total_seconds() * 1000
+    return value
 
 
 def _show(value: Any) -> str:

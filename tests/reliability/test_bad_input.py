@@ -70,7 +70,7 @@ def test_a_bad_value_is_one_warning_and_the_agent_runs_with_the_fallback(
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, shutdown_timeout_ms=2000)
     monkeypatch.setenv(variable, value)
     option = OPTION_BY_ENV[variable]
-    fallback = getattr(configuration.AgentConfig, option.field)
+    fallback = configuration.AgentConfig._field_defaults[option.field]
     with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
         profiler = codeguru_agent.Profiler()
         first_value = value == BAD_VALUES[variable][0]
