@@ -2,10 +2,11 @@
 
 One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
 the host, whatever the configuration or the network does. ``start()`` only resolves the
-configuration and decides whether to profile: a launcher thread of the agent's own imports and
-builds the sampler and the uploader, so the host's thread never waits for them. Profiling survives
-``fork``: the child gets a fresh agent of its own. At exit, the last interval and the backlog are
-flushed within one shutdown deadline, so the process never hangs because of the agent.
+configuration, decides whether to profile and creates the agent's two threads; the sampling
+thread imports and builds the sampler and the uploader, so the host's thread never waits for
+them. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
+interval and the backlog are flushed within one shutdown deadline, so the process never hangs
+because of the agent.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class _Launch:
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
         self.built = threading.Event()
-        """Set once the thread has started the uploader and begins to sample, or has failed to."""
+        """Set once the sampling thread has handed the uploader to its thread and samples, or has failed."""
         self.given_up = False
         """Set by stop() once its deadline has passed: a thread still building starts nothing."""
 
