@@ -3,8 +3,8 @@
 One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
 the host, whatever the configuration or the network does. ``start()`` only resolves the
 configuration, decides whether to profile and creates the agent's two threads; the sampling
-thread imports and builds the sampler and the uploader, so the host's thread never waits for
-them. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
+thread imports and builds the sampler and the uploader while start() waits (bounded) for
+sampling to begin. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
 interval and the backlog are flushed within one shutdown deadline, so the process never hangs
 because of the agent.
 """
@@ -33,6 +33,7 @@ SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
 UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
 """The name of ``uploader.THREAD_NAME``, likewise."""
 _FIRST_TICK_WAIT_S: Final = 1.0
+_LAUNCH_WAIT_S: Final = 2.0
 _FIRST_TICK_POLL_S: Final = 0.001
 
 _lock = threading.RLock()
@@ -126,7 +127,13 @@ class Profiler:
                     self._at_exit_registered = True
                 forksafe.on_fork_in_child(self._restart_in_child)
                 logger.info("CodeGuru profiler started for %s", self._target())
-                return True
+                launch = self._launch
+            # Wait (outside the lock, which the sampling thread takes first) until sampling begins:
+            # a CPU-bound program starved the building thread of the GIL, and its first part went
+            # unsampled. Bounded, so a stuck import never holds the host.
+            if launch is not None:
+                launch.built.wait(_LAUNCH_WAIT_S)
+            return True
         except RuntimeError as error:  # e.g. "can't create new thread at interpreter shutdown"
             logger.warning("CodeGuru profiler could not start: %s", error)
             return False
