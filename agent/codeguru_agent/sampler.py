@@ -304,11 +304,7 @@ class Sampler:
         cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
         if folded or self._stack_bytes + table.bytes + cost > self._budget_bytes:
             return self._fold(stack_key, folded)
-        stack_id = self._stack_ids[stack_key] = len(self._stacks)
-        self._stacks.append(stack_key)
-        self._counts.append(0)
-        self._stack_bytes += cost
-        return stack_id
+        return self._add_stack(stack_key, cost)
 
     def _walk_resolving(self, frame: types.FrameType) -> Tuple[List[int], bool]:
         """The stack's key when some position is new to the table, and whether the bound folded it."""
