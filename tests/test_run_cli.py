@@ -20,6 +20,7 @@ from support.programs import (
     ENTRY_POINTS,
     clean_env,
     command,
+    finish,
     function_count,
     has_function,
     profile_files,
@@ -338,9 +339,9 @@ def test_sigterm_flushes_the_last_interval_then_ends_the_program_as_sigterm_does
         assert process.stdout is not None
         assert process.stdout.readline() == "serving\n"
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
+        finished = finish(process, timeout_s=30)
     finally:
         process.kill()
-    assert process.returncode == -signal.SIGTERM, stderr
-    assert Path(stdout.strip().splitlines()[-1]) == out.resolve() / "flamegraph.html"
+    assert finished.returncode == -signal.SIGTERM, finished.stderr
+    assert Path(finished.stdout_lines[-1]) == out.resolve() / "flamegraph.html"
     assert has_function(read_profiles(out), "serve_requests")

@@ -61,6 +61,7 @@ def clean_env(tmp_path: Path, **variables: Any) -> Dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
     )
     env[configuration.ENV_PREFIX + "KILLSWITCH_FILE"] = str(tmp_path / "no-killswitch")
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung program shows where each thread was (see finish())
     env.update({name: str(value) for name, value in variables.items()})
     return env
 
@@ -100,6 +101,26 @@ def run(entry: str, args: Sequence[str], env: Mapping[str, str], cwd: Optional[P
         raise AssertionError(f"{entry} {' '.join(args)} did not end within {timeout_s} s\n"
                              f"stdout:\n{expired.stdout!r}\nstderr:\n{expired.stderr!r}") from None
     return Finished(done.stdout, done.stderr, done.returncode)
+
+
+def finish(process: "subprocess.Popen[str]", timeout_s: float = PROGRAM_TIMEOUT_S) -> Finished:
+    """Wait for a started program; if it hangs, fail with every thread's stack, not just a timeout.
+
+    SIGABRT makes faulthandler (on through ``clean_env``) print each thread's traceback to stderr.
+    """
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        process.send_signal(signal.SIGABRT)
+        try:
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            process.kill()
+        raise AssertionError(f"the program did not end within {timeout_s} s\n"
+                             f"stdout:\n{stdout}\nstderr:\n{stderr}") from None
+    return Finished(stdout, stderr, process.returncode)
 
 
 def profile_files(directory: Path) -> List[Path]:

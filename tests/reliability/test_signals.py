@@ -1,0 +1,86 @@
+"""A signal sent to the process reaches the host's own threads, never the agent's.
+
+Python runs signal handlers on the main thread only once that thread is back in the interpreter;
+a SIGTERM the kernel hands to an agent thread would leave a main thread asleep in ``time.sleep``
+unwoken, and a program that handles SIGTERM would not stop when told to.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Set
+
+import pytest
+from support.collector_client import CollectorHandle
+from support.programs import clean_env, command, finish, write_program
+
+from codeguru_agent import profiler as lifecycle
+from reliability.helpers import wait_until
+from reliability.in_process import agent_threads, use_agent_env
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+
+GROUP = "Signals"
+
+
+def blocked_signals(thread: threading.Thread) -> Set[int]:
+    """The signals a thread blocks, from the kernel's own record of it."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+def test_the_agents_threads_block_the_hosts_signals_but_not_their_own_faults(
+        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector.create_group(GROUP)
+    use_agent_env(monkeypatch, collector, GROUP, tmp_path)
+    profiler = lifecycle.start()
+    assert profiler is not None
+    try:
+        wait_until(lambda: profiler.flush(5.0), 30, "the agent to be up")
+        threads = agent_threads()
+        assert sorted(thread.name for thread in threads) == [lifecycle.SAMPLER_THREAD_NAME,
+                                                             lifecycle.UPLOADER_THREAD_NAME]
+        for thread in threads:
+            blocked = blocked_signals(thread)
+            assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD} <= blocked, thread
+            assert not {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT} & blocked, thread
+        assert signal.SIGTERM not in blocked_signals(threading.main_thread()), "the host's thread is untouched"
+    finally:
+        assert profiler.stop()
+
+
+SLEEPER = """
+import signal, sys, time
+
+def stop(signum, frame):
+    print("stopping", flush=True)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, stop)
+print("asleep", flush=True)
+time.sleep(120)
+print("woke up on its own", flush=True)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_program_asleep_in_its_main_thread_handles_sigterm_at_once(tmp_path: Path, attempt: int) -> None:
+    """Each time, whichever thread the kernel would have picked: only the main one can take it."""
+    program = write_program(tmp_path, SLEEPER)
+    process = subprocess.Popen(command("python -m codeguru_agent", ["--local", str(tmp_path / "out"), str(program)]),
+                               env=clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=1),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "asleep\n"
+        process.send_signal(signal.SIGTERM)
+        finished = finish(process, timeout_s=20)
+    finally:
+        process.kill()
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout_lines[0] == "stopping"
