@@ -6,11 +6,9 @@ graph read documents back and merge call graphs. Everything here is pure and ite
 thousands of frames deep can never hit the recursion limit (the official agent drops such profiles).
 """
 
-from __future__ import annotations
-
-import platform
-from dataclasses import dataclass, field
-from typing import Any, Dict, Final, Iterable, Iterator, List, Mapping, Optional, Tuple
+import sys
+import types
+from typing import Any, Dict, Final, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 AGENT_TYPE: Final = "CodeGuruProfiler-python"
 WALL_TIME: Final = "WALL_TIME"
@@ -18,9 +16,15 @@ WALL_TIME: Final = "WALL_TIME"
 CallGraphNode = Dict[str, Any]
 """One node of a call graph: optional ``counts``, ``file``, ``line`` and ``children``."""
 
+_NOTHING: Final[Mapping[str, Any]] = types.MappingProxyType({})
+"""The shared, read-only default of the mapping fields below."""
 
-@dataclass(frozen=True)
-class Frame:
+# The records here are NamedTuples, not dataclasses: the sampling thread imports this module before
+# it takes its first sample, while start() waits for that, and ``dataclasses`` (with ``inspect``)
+# would add milliseconds to the host's start-up.
+
+
+class Frame(NamedTuple):
     """One resolved frame of a stack: its key in the call graph, and where it is, if known."""
 
     name: str
@@ -32,8 +36,7 @@ Stack = Tuple[Frame, ...]
 """Frames from the root (outermost call) to the leaf."""
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):
     """One reporting interval's samples, sealed and immutable, ready to become a document.
 
     ``stacks`` maps each distinct stack to how many times a thread was seen in it; the call tree is
@@ -49,23 +52,22 @@ class Profile:
     cpu_time_s: float = 0.0
     agent_cpu_ms: int = 0
     memory_bytes: int = 0
-    generic_metrics: Mapping[str, float] = field(default_factory=dict)
+    generic_metrics: Mapping[str, float] = _NOTHING
 
     def is_empty(self) -> bool:
         """True when no thread was seen in any sample: nothing worth submitting."""
         return not self.stacks
 
 
-@dataclass(frozen=True)
-class Provenance:
+class Provenance(NamedTuple):
     """Who sent a profile: the values of agentMetadata and debugInfo that are not samples."""
 
     fleet_info: Mapping[str, Any]
     agent_version: str
     agent_start_time: str
     process_id: int
-    errors: Mapping[str, int] = field(default_factory=dict)
-    runtime_version: str = field(default_factory=platform.python_version)
+    errors: Mapping[str, int] = _NOTHING
+    runtime_version: str = "%d.%d.%d" % sys.version_info[:3]  # what platform.python_version() says
 
 
 ERROR_COUNTERS: Final = (
@@ -120,10 +122,10 @@ def build_callgraph(stacks: Iterable[Tuple[Stack, int]]) -> CallGraphNode:
     for stack, count in stacks:
         node = root
         for frame in stack:
-            children = node.get("children")
+            children: Optional[Dict[str, CallGraphNode]] = node.get("children")
             if children is None:
                 children = node["children"] = {}
-            child = children.get(frame.name)
+            child: Optional[CallGraphNode] = children.get(frame.name)
             if child is None:
                 child = children[frame.name] = {}
                 if frame.file is not None:

@@ -75,7 +75,8 @@ def _agent_thread_importing() -> bool:
     frames = sys._current_frames()
     frames.pop(threading.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
     for thread in threading.enumerate():
-        frame = frames.get(thread.ident) if thread.name.startswith(AGENT_THREAD_PREFIX) else None
+        ident = thread.ident
+        frame = frames.get(ident) if ident is not None and thread.name.startswith(AGENT_THREAD_PREFIX) else None
         while frame is not None:
             if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
                 return True

@@ -7,13 +7,15 @@ whose operation name lives only there), and never reads a source file.
 
 from __future__ import annotations
 
-import dis
 import os
 import sys
 import types
-from typing import Dict, Final, FrozenSet, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Final, FrozenSet, List, Optional, Sequence, Tuple
 
 from codeguru_agent.document import Frame
+
+if TYPE_CHECKING:
+    import dis
 
 SLEEP: Final = Frame("<Sleep>")
 QUEUE_GET: Final = Frame("<queue.get>")
@@ -85,7 +87,13 @@ def leaf_synthetic_frame(code: types.CodeType, offset: int) -> Optional[Frame]:
 
 
 def _line_instructions(code: types.CodeType, offset: int) -> List[dis.Instruction]:
-    """The instructions of the source line that holds ``offset``, up to and including it."""
+    """The instructions of the source line that holds ``offset``, up to and including it.
+
+    ``dis`` is imported here, on the sampling thread's first leaf, not with this module: start()
+    waits for this module's import.
+    """
+    import dis
+
     current: List[dis.Instruction] = []
     for instruction in dis.get_instructions(code):
         if instruction.offset > offset:
@@ -250,7 +258,7 @@ def _index_module_functions(module_name: str) -> Dict[types.CodeType, str]:
             for function in _functions_of(value):
                 code = getattr(function, "__code__", None)
                 if isinstance(code, types.CodeType):
-                    index.setdefault(code, prefix + function.__name__)
+                    index.setdefault(code, prefix + getattr(function, "__name__", code.co_name))
             if isinstance(value, type) and getattr(value, "__module__", None) in (module.__name__, module_name):
                 pending.append((prefix + name + ".", value))
     return index

@@ -2,9 +2,9 @@
 
 One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
 the host, whatever the configuration or the network does. ``start()`` only resolves the
-configuration, decides whether to profile and creates the agent's two threads; the sampling
-thread imports and builds the sampler and the uploader while start() waits (bounded) for
-sampling to begin. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
+configuration, decides whether to profile, builds the sampler (a few light modules) and creates
+the agent's two threads; the uploader thread imports and builds the rest (boto3 included) while
+sampling goes on. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
 interval and the backlog are flushed within one shutdown deadline, so the process never hangs
 because of the agent.
 """
@@ -16,10 +16,11 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
+from codeguru_agent.signalmask import block_host_signals
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -33,18 +34,21 @@ SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
 UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
 """The name of ``uploader.THREAD_NAME``, likewise."""
 _FIRST_TICK_WAIT_S: Final = 1.0
-_LAUNCH_WAIT_S: Final = 2.0
-_FIRST_TICK_POLL_S: Final = 0.001
 
 _lock = threading.RLock()
 _active: Optional["Profiler"] = None
 
 
 class _Launch:
-    """One run of a profiler: its two threads, and the runner and uploader the sampling thread builds.
+    """One run of a profiler: its runner and its two threads, and the uploader built on one of them.
 
-    Both threads are created by start() on the caller's thread: Python 3.12 refuses new threads once
-    the interpreter is shutting down, and a short program may be there before the launch is done.
+    start() builds the runner on the caller's thread (the sampler's few light modules, a few
+    milliseconds) and creates both threads there: Python 3.12 refuses new threads once the
+    interpreter is shutting down, and a short program may be there before the launch is done. A
+    thread left to build the runner itself would be starved of the GIL by a CPU-bound host (each
+    import's file reads hand the GIL back for a switch interval), and the program's first part would
+    go unsampled. The uploader thread then imports and builds the uploader (boto3 and the rest)
+    while sampling goes on; intervals sealed before it exists wait here for it.
     """
 
     def __init__(self) -> None:
@@ -53,25 +57,41 @@ class _Launch:
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
         self.built = threading.Event()
-        """Set once the sampling thread has handed the uploader to its thread and samples, or has failed."""
+        """Set once the uploader is built and running, or building it has failed."""
         self.given_up = False
         """Set by stop() once its deadline has passed: a thread still building starts nothing."""
+        self._handover = threading.Lock()
+        self._early: List[Tuple[Any, float]] = []
+
+    def hand_over(self, aggregate: Any, interval_ms: float) -> None:
+        """The runner's ``on_sealed``: to the uploader, or kept until it exists."""
+        with self._handover:
+            uploader = self.uploader
+            if uploader is None:
+                self._early.append((aggregate, interval_ms))
+                return
+        uploader.enqueue(aggregate, interval_ms)
+
+    def attach(self, uploader: Uploader) -> None:
+        """The uploader is built: it takes the intervals sealed before, oldest first."""
+        with self._handover:
+            self.uploader = uploader
+            early, self._early = self._early, []
+        for aggregate, interval_ms in early:
+            uploader.enqueue(aggregate, interval_ms)
 
     def wait(self, deadline: float) -> Tuple[Optional[Runner], Optional[Uploader]]:
         """The runner and uploader once built and sampling (None if building failed or outlasts the deadline).
 
-        A seal asked for before the runner's first tick would be empty, and the samples of a short
-        run lost: the runner ticks as soon as its loop begins, but has no event to say so, so a
-        caller polls for that first tick, briefly.
+        A seal asked for before the runner's first sample would be empty, and a short run's samples
+        lost, so this also waits (briefly) for that first sample.
         """
-        if self.thread is threading.current_thread():
+        if threading.current_thread() in (self.thread, self.uploader_thread):
             return self.runner, self.uploader
         self.built.wait(max(0.0, deadline - time.monotonic()))
         runner = self.runner
-        first_tick_by = min(deadline, time.monotonic() + _FIRST_TICK_WAIT_S)
-        while (runner is not None and runner.cpu_s == 0.0 and runner.is_alive() and not runner.paused
-               and not runner.killed and time.monotonic() < first_tick_by):
-            time.sleep(_FIRST_TICK_POLL_S)
+        if runner is not None:
+            runner.wait_under_way(min(deadline - time.monotonic(), _FIRST_TICK_WAIT_S))
         return self.runner, self.uploader
 
 
@@ -127,12 +147,6 @@ class Profiler:
                     self._at_exit_registered = True
                 forksafe.on_fork_in_child(self._restart_in_child)
                 logger.info("CodeGuru profiler started for %s", self._target())
-                launch = self._launch
-            # Wait (outside the lock, which the sampling thread takes first) until sampling begins:
-            # a CPU-bound program starved the building thread of the GIL, and its first part went
-            # unsampled. Bounded, so a stuck import never holds the host.
-            if launch is not None:
-                launch.built.wait(_LAUNCH_WAIT_S)
             return True
         except RuntimeError as error:  # e.g. "can't create new thread at interpreter shutdown"
             logger.warning("CodeGuru profiler could not start: %s", error)
@@ -243,60 +257,67 @@ class Profiler:
         return True
 
     def _begin_launch(self, load_spool: bool, in_child: bool = False) -> None:
-        """Mark the profiler running and start its two threads; the sampling one builds everything else."""
+        """Mark the profiler running: build the runner here, start it and the uploader's thread."""
+        from codeguru_agent.runner import Runner
+
         launch = _Launch()
-        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch, load_spool, in_child),
-                                         name=SAMPLER_THREAD_NAME, daemon=True)
-        launch.uploader_thread = threading.Thread(target=self._run_uploader_thread, args=(launch,),
+        launch.uploader_thread = threading.Thread(target=self._run_uploader_thread,
+                                                  args=(launch, load_spool, in_child),
                                                   name=UPLOADER_THREAD_NAME, daemon=True)
+        uploader_thread = launch.uploader_thread
+        runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=lambda: uploader_thread.ident)
+        if self._paused:
+            runner.set_paused(True)
+        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(runner,),
+                                         name=SAMPLER_THREAD_NAME, daemon=True)
+        runner.adopt(launch.thread)
+        launch.runner = runner
         previous = self._launch
-        self._launch = launch
-        self._runner = self._uploader = None
+        self._launch, self._runner, self._uploader = launch, runner, None
         self._running = True
         try:
-            launch.uploader_thread.start()
             launch.thread.start()
+            launch.uploader_thread.start()
         except RuntimeError:  # Python 3.12 at interpreter shutdown; start() reports it
             launch.given_up = True
-            launch.built.set()  # an uploader thread already started ends at once
-            self._launch, self._running = previous, False
+            launch.built.set()
+            runner.stop(0.0)  # a sampling thread already started seals nothing worth keeping
+            self._launch, self._runner, self._running = previous, None, False
             raise
 
-    def _run_sampling_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
-        """The sampling thread: import and build the runner and the uploader, then sample until stopped.
-
-        The imports and the building happen here rather than in start(), so the host's thread never
-        waits for them.
-        """
-        with _lock:  # the caller of start() holds the lock until it returns: let it go first
-            current = self._launch is launch
-        if not current:
-            launch.built.set()
-            return
-        runner: Optional[Runner] = None
+    @staticmethod
+    def _run_sampling_thread(runner: Runner) -> None:
+        """The sampling thread: the runner's loop, until stopped."""
         try:
-            runner = self._build(launch, load_spool, in_child)
+            runner.run()
+        except Exception:  # as on any agent thread: log, never raise into the interpreter
+            logger.warning("CodeGuru profiler sampling stopped", exc_info=True)
+
+    def _run_uploader_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
+        """The uploader's thread: import and build the uploader, then run it."""
+        block_host_signals()  # before the imports, which can take a while: see signalmask
+        uploader: Optional[Uploader] = None
+        try:
+            runner = launch.runner
+            if runner is not None:
+                uploader = self._build_uploader(launch, runner, load_spool, in_child)
         except Exception:  # the host must never see an agent failure; it runs unprofiled
             logger.warning("CodeGuru profiler could not start", exc_info=True)
             self._abandon(launch)
         finally:
             launch.built.set()
-        if runner is None:
+        if uploader is None:
             return
         try:
-            # The runner has no public way to adopt a thread: this one, named as its own, runs its loop.
-            runner._run()
+            uploader.run()
         except Exception:  # as on any agent thread: log, never raise into the interpreter
-            logger.warning("CodeGuru profiler sampling stopped", exc_info=True)
+            logger.warning("CodeGuru profiler uploads stopped", exc_info=True)
 
-    def _build(self, launch: _Launch, load_spool: bool, in_child: bool) -> Optional[Runner]:
-        """Build the runner and the uploader and start the uploader; the runner, unless given up."""
+    def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool,
+                        in_child: bool) -> Optional[Uploader]:
+        """Build the uploader on this thread, unless the launch was given up meanwhile."""
         with forksafe.import_gate():
-            from codeguru_agent.runner import Runner
             from codeguru_agent.uploader import Uploader
-        uploader_holder: list = []
-        runner = Runner(self._config, exclude_ident=lambda: uploader_holder[0].ident,
-                        on_sealed=lambda aggregate, interval: uploader_holder[0].enqueue(aggregate, interval))
         uploader = Uploader(
             self._config,
             sink_factory=lambda: self._make_sink(in_child),
@@ -307,41 +328,31 @@ class Profiler:
             sampler_stats=lambda: (runner.cpu_s, runner.tick_errors),
             load_spool=load_spool,
         )
-        uploader_holder.append(uploader)
         with _lock:
             if launch.given_up:
                 return None
-            if self._paused:
-                runner.set_paused(True)
-            if self._launch is launch:  # else start() has begun another run since a stop()
-                self._runner, self._uploader = runner, uploader
-            assert launch.uploader_thread is not None
-            uploader.adopt(launch.uploader_thread)  # already running: it waits for launch.built
-            runner._thread = threading.current_thread()  # see _run_sampling_thread
-            launch.runner, launch.uploader = runner, uploader
-        return runner
-
-    @staticmethod
-    def _run_uploader_thread(launch: _Launch) -> None:
-        """The uploader's thread: created with the sampling thread, it runs the uploader once built."""
-        launch.built.wait()
-        uploader = launch.uploader
-        if uploader is None:  # the build failed or was given up; a stop() drains a built one through run()
-            return
-        try:
-            uploader.run()
-        except Exception:  # as on any agent thread: log, never raise into the interpreter
-            logger.warning("CodeGuru profiler uploads stopped", exc_info=True)
+            if self._launch is launch:
+                self._uploader = uploader
+            uploader.adopt(threading.current_thread())
+        launch.attach(uploader)
+        return uploader
 
     def _abandon(self, launch: _Launch) -> None:
-        """The launch failed: the profiler is no longer running (the failure has been logged)."""
+        """The launch failed: the profiler is no longer running (the failure has been logged).
+
+        A runner already sampling stops: with no uploader, its samples could go nowhere.
+        """
         global _active
         with _lock:
+            launch.given_up = True
             if self._launch is launch:
                 self._running = False
                 self._runner = self._uploader = None
                 if _active is self:
                     _active = None
+            runner = launch.runner
+        if runner is not None:
+            runner.stop(0.0)
 
     def _make_sink(self, in_child: bool) -> Any:
         if self._config.local_dir:

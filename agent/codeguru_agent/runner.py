@@ -18,6 +18,7 @@ from typing import Callable, Final, Optional
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampler import Aggregate, Sampler
+from codeguru_agent.signalmask import block_host_signals
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Runner:
         self._killed = False
         self._seal_now = False
         self._sealed = threading.Event()
+        self._under_way = threading.Event()
+        """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
         self.cpu_s = 0.0
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
@@ -57,8 +60,27 @@ class Runner:
     # --- control, from any thread --------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread = threading.Thread(target=self.run, name=THREAD_NAME, daemon=True)
         self._thread.start()
+
+    def adopt(self, thread: threading.Thread) -> None:
+        """Use a thread already started elsewhere, which calls :meth:`run` (instead of :meth:`start`).
+
+        The profiler's sampling thread builds this runner, then becomes its thread.
+        """
+        self._thread = thread
+
+    def run(self) -> None:
+        """The sampling loop, on the adopted thread, until :meth:`stop`."""
+        block_host_signals()
+        try:
+            self._run()
+        finally:
+            self._under_way.set()
+
+    def wait_under_way(self, timeout_s: float) -> bool:
+        """Wait until the first sample is taken (or the loop idles or ends): a seal before it is empty."""
+        return self._under_way.wait(max(0.0, timeout_s))
 
     def stop(self, timeout_s: float) -> None:
         """Stop sampling; the thread seals what it has before it ends."""
@@ -155,6 +177,8 @@ class Runner:
                     idle_since = None
                 elif idle_since is None and not self._paused:
                     idle_since = now
+                if not self._under_way.is_set():
+                    self._under_way.set()
                 self._wake.wait(_IDLE_WAIT_S)
                 self._wake.clear()
                 continue
@@ -170,6 +194,8 @@ class Runner:
             elif wait_s > 0:
                 time.sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
             self._tick()
+            if not self._under_way.is_set():
+                self._under_way.set()
             now = clock()
             interval_s = self._governor.interval_ms / 1000.0
             next_tick += interval_s * (1.0 + random.uniform(-_JITTER, _JITTER))

@@ -13,15 +13,12 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
-from __future__ import annotations
-
 import random
 import sys
 import threading
 import time
 import types
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from codeguru_agent import frames as names
 from codeguru_agent.config import AgentConfig
@@ -133,8 +130,7 @@ def code_bytes(code: types.CodeType) -> int:
     return size
 
 
-@dataclass(frozen=True)
-class Aggregate:
+class Aggregate(NamedTuple):
     """A sealed interval of samples: flat counts by stack, plus what the document needs."""
 
     start_ms: int

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Protocol
+from typing import Any, Dict, Mapping, Optional, Protocol
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.encoding import ION_CONTENT_TYPE

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Final, List, Optional, Tuple
+from typing import Callable, Dict, Final, List, Optional, Tuple
 
 from codeguru_agent import __version__, forksafe
 from codeguru_agent.backlog import Backlog, Sealed, Spool
@@ -25,6 +25,7 @@ from codeguru_agent.document import Provenance, build_document
 from codeguru_agent.encoding import encode
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
 from codeguru_agent.sampler import Aggregate
+from codeguru_agent.signalmask import block_host_signals
 from codeguru_agent.sinks import Outcome, Result, SetupError, Sink
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class Uploader:
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        block_host_signals()
         if not self._setup():
             return
         while True:
