@@ -1,58 +1,57 @@
 """Measurement 4: what the host pays to import each agent, and then to start it.
 
-Each figure comes from a fresh interpreter, so nothing is already imported: the import is timed
-around ``import codeguru_agent`` / ``import codeguru_profiler_agent``; the start is timed around the
-call that starts profiling (for the official agent: constructing its Profiler and calling start(),
-for ours: ``codeguru_agent.start(...)``, whatever it imports lazily included), after the import.
+Each figure comes from a fresh interpreter that has imported nothing but what Python itself loads
+at start-up: the child's own code runs before any other import of this suite, so modules the
+agents need (``logging``, ``typing``, ...) are not already there to make them look cheap. The
+import is timed around ``import codeguru_agent`` / ``import codeguru_profiler_agent``; the start
+around the call that starts profiling (for the official agent: constructing its Profiler and
+calling start(), for ours: ``codeguru_agent.start(...)``, whatever it imports lazily included),
+right after the import.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # annotations stay strings: importing typing here would pre-load it
 
-import argparse
+import sys
 import time
-from typing import Any, Dict, Final, List, Tuple
 
-import harness
-from report import Row, fmt
-
-ARMS: Final = ("official", "ours")
-PACKAGE: Final = {"official": "codeguru_profiler_agent", "ours": "codeguru_agent"}
+PACKAGE = {"official": "codeguru_profiler_agent", "ours": "codeguru_agent"}
+ARMS = ("official", "ours")
+CHILD_FLAG = "--child"
 
 
-def measure(args: argparse.Namespace) -> Dict[str, Any]:
-    import importlib
-
+def _child(agent: str, what: str, url: str) -> None:
+    """Time the import (and the start), then report; nothing else is imported before the timing."""
     started = time.perf_counter()
-    importlib.import_module(PACKAGE[args.agent])
-    import_ms = (time.perf_counter() - started) * 1000
-    if args.what == "import":
-        return {"ms": import_ms}
-    from end_to_end import start_agent
+    __import__(PACKAGE[agent])
+    value = {"ms": (time.perf_counter() - started) * 1000}
+    if what == "start":
+        from starting import start_agent  # typing only, which either agent has imported by now
 
-    started = time.perf_counter()
-    start_agent(args.agent, 10, args.url)
-    return {"ms": (time.perf_counter() - started) * 1000}
+        started = time.perf_counter()
+        start_agent(agent, 10, url)
+        value = {"ms": (time.perf_counter() - started) * 1000}
+    import json
+    import os
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--agent", choices=ARMS, required=True)
-    parser.add_argument("--what", choices=("import", "start"), required=True)
-    parser.add_argument("--url", default="")
-    return parser
+    sys.stdout.write("RESULT " + json.dumps(value) + "\n")  # harness.RESULT_PREFIX
+    sys.stdout.flush()
+    os._exit(0)  # skip the agents' exit hooks, which are no part of the measurement
 
 
-def suite(runs: int) -> Tuple[List[Row], Dict[str, Any]]:
+def suite(runs: int) -> tuple[list, dict]:
     """Import and start times, both agents alternating, medians of ``runs`` fresh processes each."""
-    rows: List[Row] = []
-    raw: Dict[str, Any] = {}
+    import harness
+    from report import Row, fmt
+
+    rows: list[Row] = []
+    raw: dict[str, dict[str, list]] = {}
     with harness.codeguru_endpoint() as endpoint:
         for what, target_ms in (("import", 30.0), ("start", 5.0)):
-            outcomes: Dict[str, List[harness.Outcome]] = {arm: [] for arm in ARMS}
+            outcomes: dict[str, list[harness.Outcome]] = {arm: [] for arm in ARMS}
             for run, arm in harness.alternate(ARMS, runs):
                 harness.log(f"  {what}: {arm} run {run + 1}/{runs}")
-                outcomes[arm].append(harness.run_child("startup.py", [
-                    "--agent", arm, "--what", what, "--url", endpoint.url], timeout_s=60))
+                outcomes[arm].append(harness.run_child("startup.py", [CHILD_FLAG, arm, what, endpoint.url],
+                                                       timeout_s=60))
             figures = {arm: harness.median(harness.collect(outcomes[arm], "ms")) for arm in ARMS}
             errors = {arm: harness.first_error(outcomes[arm]) for arm in ARMS}
             official, ours = figures["official"], figures["ours"]
@@ -65,5 +64,5 @@ def suite(runs: int) -> Tuple[List[Row], Dict[str, Any]]:
     return rows, raw
 
 
-if __name__ == "__main__":
-    harness.child_main(measure, _parser())
+if __name__ == "__main__" and sys.argv[1:2] == [CHILD_FLAG]:
+    _child(*sys.argv[2:5])
