@@ -86,8 +86,9 @@ class Runner:
         """Stop sampling; the thread seals what it has before it ends."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, timeout_s))
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(max(0.0, timeout_s))
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -36,6 +36,14 @@ def crunch(seconds):
 """Paste into a program that needs its own function to show up in the profile."""
 
 
+# A program that waits for a signal sleeps in short steps, never in one long sleep. CPython runs a
+# Python signal handler only once the main thread is back between bytecodes: a signal that lands
+# after the last check and before a blocking call begins is handled when that call returns, with
+# one long sleep a minute later. A test sends its signal as soon as it reads the program's "ready"
+# line, so exactly then. That is CPython's behaviour for any handler, the agent's or the program's
+# (README, known limits); short sleeps bound it without hiding anything of the agent's.
+
+
 def command(entry: str, args: Sequence[str]) -> List[str]:
     """The command line of one of the two entry points; the console script is the venv's own."""
     if entry == "python -m codeguru_agent":
