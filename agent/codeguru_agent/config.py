@@ -14,7 +14,6 @@ never break the host's start-up.
 """
 
 import logging
-import math
 import os
 import string
 import sys
@@ -26,6 +25,7 @@ ENV_PREFIX: Final = "AWS_CODEGURU_PROFILER_"
 MIN_REPORTING_INTERVAL_MS: Final = 1_000
 MIN_SAMPLING_INTERVAL_MS: Final = 1
 MAX_SAMPLING_INTERVAL_MS: Final = 60_000
+_INFINITY: Final = float("inf")
 _GROUP_NAME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "_-")
 """The service's ``[\\w-]{1,255}``, ASCII only (Python's ``\\w`` is not)."""
 _ARN_REGEX: Final = (r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -95,12 +95,17 @@ class AgentConfig(NamedTuple):
         return self._replace(**allowed) if allowed else self
 
 
+def _finite(number: float) -> bool:
+    """``math.isfinite`` without importing ``math`` (a shared library) on the host's thread."""
+    return number == number and number not in (_INFINITY, -_INFINITY)  # NaN is the one unequal to itself
+
+
 def _positive_number(value: Any) -> Optional[float]:
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) and number > 0 else None
+    return number if _finite(number) and number > 0 else None
 
 
 def _memory_mb_for_percent(percent: float) -> float:
@@ -141,7 +146,7 @@ def _number(low: float, high: float, integer: bool) -> Parser:
             number = float(text)
         except ValueError:
             raise _Invalid("not a number") from None
-        if not math.isfinite(number):
+        if not _finite(number):
             raise _Invalid("not a finite number")
         if integer and number != int(number):
             raise _Invalid("not a whole number")

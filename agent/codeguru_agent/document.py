@@ -10,6 +10,8 @@ import sys
 import types
 from typing import Any, Dict, Final, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
+from codeguru_agent.frames import Frame
+
 AGENT_TYPE: Final = "CodeGuruProfiler-python"
 WALL_TIME: Final = "WALL_TIME"
 
@@ -19,17 +21,8 @@ CallGraphNode = Dict[str, Any]
 _NOTHING: Final[Mapping[str, Any]] = types.MappingProxyType({})
 """The shared, read-only default of the mapping fields below."""
 
-# The records here are NamedTuples, not dataclasses: the sampling thread imports this module before
-# it takes its first sample, while start() waits for that, and ``dataclasses`` (with ``inspect``)
-# would add milliseconds to the host's start-up.
-
-
-class Frame(NamedTuple):
-    """One resolved frame of a stack: its key in the call graph, and where it is, if known."""
-
-    name: str
-    file: Optional[str] = None
-    line: Optional[int] = None
+# The records here are NamedTuples, not dataclasses: ``dataclasses`` (with ``inspect``) costs
+# milliseconds to import, and the collector and the command line load this module too.
 
 
 Stack = Tuple[Frame, ...]

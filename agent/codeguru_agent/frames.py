@@ -5,17 +5,24 @@ hot path never computes a name, never reads ``f_locals`` (except botocore's ``_a
 whose operation name lives only there), and never reads a source file.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import types
-from typing import TYPE_CHECKING, Dict, Final, FrozenSet, List, Optional, Sequence, Tuple
-
-from codeguru_agent.document import Frame
+from typing import TYPE_CHECKING, Dict, Final, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import dis
+
+# Annotations here are evaluated, not strings (no ``from __future__ import annotations``): a
+# NamedTuple compiles each string annotation, and start() imports this module on the host's thread.
+
+
+class Frame(NamedTuple):
+    """One resolved frame of a stack: its key in the call graph, and where it is, if known."""
+
+    name: str
+    file: Optional[str] = None
+    line: Optional[int] = None
 
 SLEEP: Final = Frame("<Sleep>")
 QUEUE_GET: Final = Frame("<queue.get>")
@@ -86,7 +93,7 @@ def leaf_synthetic_frame(code: types.CodeType, offset: int) -> Optional[Frame]:
     return None
 
 
-def _line_instructions(code: types.CodeType, offset: int) -> List[dis.Instruction]:
+def _line_instructions(code: types.CodeType, offset: int) -> List["dis.Instruction"]:
     """The instructions of the source line that holds ``offset``, up to and including it.
 
     ``dis`` is imported here, on the sampling thread's first leaf, not with this module: start()
@@ -94,7 +101,7 @@ def _line_instructions(code: types.CodeType, offset: int) -> List[dis.Instructio
     """
     import dis
 
-    current: List[dis.Instruction] = []
+    current: List["dis.Instruction"] = []
     for instruction in dis.get_instructions(code):
         if instruction.offset > offset:
             break
@@ -104,7 +111,7 @@ def _line_instructions(code: types.CodeType, offset: int) -> List[dis.Instructio
     return current
 
 
-def _starts_line(instruction: dis.Instruction) -> bool:
+def _starts_line(instruction: "dis.Instruction") -> bool:
     if sys.version_info >= (3, 13):
         return bool(instruction.starts_line) and instruction.line_number is not None
     return instruction.starts_line is not None

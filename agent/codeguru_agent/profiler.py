@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
-from codeguru_agent.signalmask import block_host_signals
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -56,6 +55,8 @@ class _Launch:
         self.uploader_thread: Optional[threading.Thread] = None
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
+        self.go = threading.Event()
+        """Set by the caller of start() as it returns: the threads begin their work then."""
         self.built = threading.Event()
         """Set once the uploader is built and running, or building it has failed."""
         self.given_up = False
@@ -140,13 +141,16 @@ class Profiler:
                     logger.warning("a CodeGuru profiler is already running in this process; "
                                    "this second start() is ignored (one agent per process)")
                     return False
-                self._begin_launch(load_spool=True)
-                _active = self
-                if not self._at_exit_registered:
-                    atexit.register(self._at_exit)
-                    self._at_exit_registered = True
-                forksafe.on_fork_in_child(self._restart_in_child)
-                logger.info("CodeGuru profiler started for %s", self._target())
+                launch = self._begin_launch(load_spool=True)
+                try:
+                    _active = self
+                    if not self._at_exit_registered:
+                        atexit.register(self._at_exit)
+                        self._at_exit_registered = True
+                    forksafe.on_fork_in_child(self._restart_in_child)
+                    logger.info("CodeGuru profiler started for %s", self._target())
+                finally:
+                    launch.go.set()
             return True
         except RuntimeError as error:  # e.g. "can't create new thread at interpreter shutdown"
             logger.warning("CodeGuru profiler could not start: %s", error)
@@ -256,8 +260,13 @@ class Profiler:
             return False
         return True
 
-    def _begin_launch(self, load_spool: bool, in_child: bool = False) -> None:
-        """Mark the profiler running: build the runner here, start it and the uploader's thread."""
+    def _begin_launch(self, load_spool: bool, in_child: bool = False) -> _Launch:
+        """Mark the profiler running: build the runner here, start it and the uploader's thread.
+
+        The threads wait for the caller to set ``go`` once it is done: started early, their first
+        imports and the first sample would take the GIL from the caller's thread in the middle
+        of start().
+        """
         from codeguru_agent.runner import Runner
 
         launch = _Launch()
@@ -268,7 +277,7 @@ class Profiler:
         runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=lambda: uploader_thread.ident)
         if self._paused:
             runner.set_paused(True)
-        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(runner,),
+        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch, runner),
                                          name=SAMPLER_THREAD_NAME, daemon=True)
         runner.adopt(launch.thread)
         launch.runner = runner
@@ -281,13 +290,16 @@ class Profiler:
         except RuntimeError:  # Python 3.12 at interpreter shutdown; start() reports it
             launch.given_up = True
             launch.built.set()
+            launch.go.set()
             runner.stop(0.0)  # a sampling thread already started seals nothing worth keeping
             self._launch, self._runner, self._running = previous, None, False
             raise
+        return launch
 
     @staticmethod
-    def _run_sampling_thread(runner: Runner) -> None:
+    def _run_sampling_thread(launch: _Launch, runner: Runner) -> None:
         """The sampling thread: the runner's loop, until stopped."""
+        launch.go.wait()
         try:
             runner.run()
         except Exception:  # as on any agent thread: log, never raise into the interpreter
@@ -295,7 +307,10 @@ class Profiler:
 
     def _run_uploader_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
         """The uploader's thread: import and build the uploader, then run it."""
-        block_host_signals()  # before the imports, which can take a while: see signalmask
+        launch.go.wait()
+        from codeguru_agent.signalmask import block_host_signals
+
+        block_host_signals()  # before the other imports, which can take a while: see signalmask
         uploader: Optional[Uploader] = None
         try:
             runner = launch.runner
@@ -412,7 +427,7 @@ class Profiler:
         if not self._running:
             return
         self._paused = False
-        self._begin_launch(load_spool=False, in_child=True)
+        self._begin_launch(load_spool=False, in_child=True).go.set()
         _active = self
         _register_multiprocessing_flush(self)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from typing import Callable, Final, Optional
@@ -18,7 +17,6 @@ from typing import Callable, Final, Optional
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampler import Aggregate, Sampler
-from codeguru_agent.signalmask import block_host_signals
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +70,8 @@ class Runner:
 
     def run(self) -> None:
         """The sampling loop, on the adopted thread, until :meth:`stop`."""
+        from codeguru_agent.signalmask import block_host_signals  # here, not on start()'s thread
+
         block_host_signals()
         try:
             self._run()
@@ -148,6 +148,8 @@ class Runner:
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        import random  # for the jitter; imported here, on this thread, not by start() on the host's
+
         sampler = self._sampler
         sampler.exclude_thread(threading.get_ident())
         sampler.exclude_thread(self._exclude_ident())

@@ -13,16 +13,18 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
-import random
 import sys
 import threading
 import time
 import types
-from typing import Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from codeguru_agent import frames as names
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.document import Frame, Profile
+from codeguru_agent.frames import Frame
+
+if TYPE_CHECKING:
+    from codeguru_agent.document import Profile
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -144,8 +146,13 @@ class Aggregate(NamedTuple):
     memory_bytes: int
     table: FrameTable
 
-    def to_profile(self, **extra: Any) -> Profile:
-        """Resolve frame ids into root-first frame stacks (run this off the sampling thread)."""
+    def to_profile(self, **extra: Any) -> "Profile":
+        """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
+
+        The document module is imported here, on the uploader's thread: start() imports this one.
+        """
+        from codeguru_agent.document import Profile
+
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
@@ -225,6 +232,8 @@ class Sampler:
         if len(items) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
+                import random  # only with more threads than max_threads; start() imports this module
+
                 items = random.sample(items, self._max_threads)
         last = self._last
         excluded = self._excluded
