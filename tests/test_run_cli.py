@@ -29,6 +29,8 @@ from support.programs import (
     write_program,
 )
 
+from codeguru_agent.document import walk_callgraph
+
 REPORT_ARGV = """
 import json, os, sys
 print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "name": __name__, "file": __file__,
@@ -346,3 +348,27 @@ def test_sigterm_flushes_the_last_interval_then_ends_the_program_as_sigterm_does
     assert finished.returncode == -signal.SIGTERM, finished.stderr
     assert Path(finished.stdout_lines[-1]) == out.resolve() / "flamegraph.html"
     assert has_function(read_profiles(out), "serve_requests")
+
+
+IDLER = """
+import time
+def idle():
+    for _ in range(40):
+        time.sleep(0.01)
+idle()
+"""
+
+
+def test_a_sleeping_function_gets_its_sleep_frame(tmp_path: Path) -> None:
+    """The runner imports ``dis`` itself after its first sample (the program never does), and from
+    then on reads sleeps from the leaf's bytecode."""
+    program = write_program(tmp_path, IDLER)
+    out = tmp_path / "out"
+
+    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)],
+               clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5))
+
+    assert done.returncode == 0, done.stderr
+    sleeps = [path for document in read_profiles(out) for path, _ in walk_callgraph(document["callgraph"])
+              if path[-1] == "<Sleep>" and path[-2].endswith(":idle")]
+    assert sleeps, "no <Sleep> frame under idle()"

@@ -212,6 +212,32 @@ def test_sleeping_threads_get_the_official_sleep_frame_without_reading_source() 
     assert names(sleep_stack)[-2].endswith(":nap")
 
 
+def test_without_synthetic_leaves_a_leaf_gets_its_sleep_frame_once_they_are_on() -> None:
+    """The runner's first sample, taken before it has imported ``dis``: the leaf is plain then, and
+    is looked at again (not remembered as childless) once synthetic leaves are on."""
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def doze() -> None:
+        ready.set()
+        while not stop.is_set():
+            time.sleep(0.2)
+
+    with running(doze, name="dozer"):
+        assert ready.wait(5)
+        time.sleep(0.05)
+        sampler = only_thread("dozer")
+        sampler.synthetic_leaves = False
+        sampler.sample()
+        sampler.synthetic_leaves = True
+        sampler.sample()
+        stacks = dict(sampler.seal().to_profile().stacks)
+        stop.set()
+    by_leaf = {names(stack)[-1]: count for stack, count in stacks.items()}
+    assert by_leaf.get("<Sleep>") == 1, by_leaf
+    assert sum(count for leaf, count in by_leaf.items() if leaf.endswith(":doze")) == 1, by_leaf
+
+
 def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
     release = threading.Event()
     threads = [threading.Thread(target=release.wait, name=f"idle-{i}", daemon=True) for i in range(12)]

@@ -96,8 +96,8 @@ def leaf_synthetic_frame(code: types.CodeType, offset: int) -> Optional[Frame]:
 def _line_instructions(code: types.CodeType, offset: int) -> List["dis.Instruction"]:
     """The instructions of the source line that holds ``offset``, up to and including it.
 
-    ``dis`` is imported here, on the sampling thread's first leaf, not with this module: start()
-    waits for this module's import.
+    ``dis`` is imported here, not with this module, which start() imports on the host's thread;
+    the runner imports it on its own thread before its first sample.
     """
     import dis
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
+from codeguru_agent.signalmask import block_host_signals
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -308,13 +309,13 @@ class Profiler:
     def _run_uploader_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
         """The uploader's thread: import and build the uploader, then run it."""
         launch.go.wait()
-        from codeguru_agent.signalmask import block_host_signals
-
-        block_host_signals()  # before the other imports, which can take a while: see signalmask
+        block_host_signals()  # before the imports, which can take a while: see signalmask
         uploader: Optional[Uploader] = None
         try:
             runner = launch.runner
             if runner is not None:
+                # Its imports would compete for the GIL with the runner's before the first sample.
+                runner.wait_under_way(_FIRST_TICK_WAIT_S)
                 uploader = self._build_uploader(launch, runner, load_spool, in_child)
         except Exception:  # the host must never see an agent failure; it runs unprofiled
             logger.warning("CodeGuru profiler could not start", exc_info=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Callable, Final, Optional
@@ -17,6 +18,7 @@ from typing import Callable, Final, Optional
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampler import Aggregate, Sampler
+from codeguru_agent.signalmask import block_host_signals
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +64,15 @@ class Runner:
         self._thread.start()
 
     def adopt(self, thread: threading.Thread) -> None:
-        """Use a thread already started elsewhere, which calls :meth:`run` (instead of :meth:`start`).
+        """Use a thread started elsewhere, which calls :meth:`run` (instead of :meth:`start`).
 
-        The profiler's sampling thread builds this runner, then becomes its thread.
+        The profiler creates its sampling thread in start(), on the host's thread, with a target of
+        its own that waits for start() to return before it calls :meth:`run`.
         """
         self._thread = thread
 
     def run(self) -> None:
         """The sampling loop, on the adopted thread, until :meth:`stop`."""
-        from codeguru_agent.signalmask import block_host_signals  # here, not on start()'s thread
-
         block_host_signals()
         try:
             self._run()
@@ -148,9 +149,9 @@ class Runner:
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        import random  # for the jitter; imported here, on this thread, not by start() on the host's
-
         sampler = self._sampler
+        sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
+        dis_tried = sampler.synthetic_leaves
         sampler.exclude_thread(threading.get_ident())
         sampler.exclude_thread(self._exclude_ident())
         clock = time.monotonic
@@ -199,11 +200,14 @@ class Runner:
             self._tick()
             if not self._under_way.is_set():
                 self._under_way.set()
+            if not dis_tried:
+                dis_tried = True
+                sampler.synthetic_leaves = self._import_dis()
             now = clock()
             interval_s = self._governor.interval_ms / 1000.0
-            next_tick += interval_s * (1.0 + random.uniform(-_JITTER, _JITTER))
+            next_tick += interval_s * (1.0 + _JITTER * (2.0 * _uniform() - 1.0))
             if next_tick < now:
-                next_tick = now + interval_s * random.random()  # fell behind: skip, never burst
+                next_tick = now + interval_s * _uniform()  # fell behind: skip, never burst
             if now - window_start >= WINDOW_S:
                 cpu = time.thread_time()
                 self._governor.observe(cpu - window_cpu_start, now - window_start)
@@ -213,6 +217,21 @@ class Runner:
             sampler.add_paused_time(int((now - idle_since) * 1000))
         sampler.add_paused_time(self._take_paused_ms(now))
         self._seal()
+
+    @staticmethod
+    def _import_dis() -> bool:
+        """Import ``dis``, which the synthetic frames under a leaf are read with; True once loaded.
+
+        Not with this module, which start() imports on the host's thread, and not in the middle of
+        a sample: an import hands the GIL back at each file read, so a CPU-bound host would delay
+        the first sample by several switch intervals, or run on while its stack was half read. So
+        the first sample goes without synthetic frames, unless the host has loaded ``dis`` already.
+        """
+        try:
+            import dis  # noqa: F401
+        except Exception:  # a stripped-down interpreter: plain leaves, as before the import
+            return False
+        return True
 
     def _take_paused_ms(self, now: float) -> int:
         """The paused time up to ``now`` not yet handed over, restarting the count of a pause in progress."""
@@ -245,3 +264,13 @@ class Runner:
         finally:
             self._seal_now = False
             self._sealed.set()
+
+
+def _uniform() -> float:
+    """A number in [0, 1) for the jitter, from ``os.urandom``.
+
+    Not the ``random`` module: start() imports this module on the host's thread, and ``random``
+    loads four shared libraries. One small read of the kernel's generator per tick costs about a
+    microsecond.
+    """
+    return int.from_bytes(os.urandom(2), "little") / 65536.0

@@ -198,6 +198,10 @@ class Sampler:
         self._excluded: Dict[int, bool] = {}
         self._table = FrameTable()
         self._last: Dict[int, Tuple[types.FrameType, int, int]] = {}
+        self.synthetic_leaves = True
+        """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
+        bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
+        first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
         self._reset(self._clock_ms())
 
     def _reset(self, now_ms: int) -> None:
@@ -254,8 +258,10 @@ class Sampler:
                 continue
             stack_id = walk(frame, lasti)
             counts[stack_id] += 1
-            if frame.f_code.co_flags & _RESUMABLE_FLAGS:
-                last.pop(ident, None)  # resumable: another caller can resume it at the same offset
+            if frame.f_code.co_flags & _RESUMABLE_FLAGS or not self.synthetic_leaves:
+                # resumable: another caller can resume it at the same offset; or the leaf is
+                # missing its synthetic child, which the next tick adds
+                last.pop(ident, None)
             else:
                 last[ident] = (frame, lasti, stack_id)
         if len(last) > seen:
@@ -358,7 +364,9 @@ class Sampler:
         if leaf:
             child = table.leaf_children.get((id(code), offset))
             if child is None:
-                if self._over(_LEAF_BYTES):
+                if not self.synthetic_leaves:
+                    child = -1  # not remembered: the next tick asks again
+                elif self._over(_LEAF_BYTES):
                     child, fits = -1, False  # the synthetic child, if any, folds into its frame
                 else:
                     child = table.add_leaf_child(code, offset)

@@ -8,40 +8,36 @@ handler should end it at once goes on sleeping. Each agent thread therefore bloc
 program may handle as its first act, so the kernel delivers them to the host's own threads, as it
 would with no agent loaded. Faults raised by the thread itself (SIGSEGV and the like) are left
 alone: blocking them would turn a crash report into a hang.
+
+This uses ``_signal``, the C module the interpreter loads at start-up, not ``signal``: importing
+that one (it builds enums) would cost the host's thread a millisecond in start().
 """
 
 import threading
-from typing import Any, Final, FrozenSet
+from typing import Final, FrozenSet
 
-_SYNCHRONOUS: Final[FrozenSet[str]] = frozenset({"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS",
-                                                 "SIGABRT", "SIGKILL", "SIGSTOP"})
-"""Signals a thread raises against itself (or that cannot be blocked): never masked."""
+import _signal
+
+_UNBLOCKED_NAMES: Final = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGKILL",
+                           "SIGSTOP")
+"""Signals a thread raises against itself, or that cannot be blocked: never masked."""
+_UNBLOCKED: Final[FrozenSet[int]] = frozenset(
+    number for number in (getattr(_signal, name, None) for name in _UNBLOCKED_NAMES) if number is not None)
 
 
 def block_host_signals() -> bool:
     """Block, on the calling agent thread, every signal the host may want; False where unsupported.
 
-    Never on the main thread, whose signals are the host's to receive. ``signal`` is imported
-    here, on the agent's thread, rather than by start() on the host's.
+    Never on the main thread, whose signals are the host's to receive.
     """
     if threading.current_thread() is threading.main_thread():
         return False
-    import signal
-
-    pthread_sigmask = getattr(signal, "pthread_sigmask", None)
-    valid_signals = getattr(signal, "valid_signals", None)
+    pthread_sigmask = getattr(_signal, "pthread_sigmask", None)
+    valid_signals = getattr(_signal, "valid_signals", None)
     if pthread_sigmask is None or valid_signals is None:  # Windows
         return False
-    masked = {number for number in valid_signals() if _name(signal, number) not in _SYNCHRONOUS}
     try:
-        pthread_sigmask(signal.SIG_BLOCK, masked)
+        pthread_sigmask(_signal.SIG_BLOCK, valid_signals() - _UNBLOCKED)
     except Exception:  # an exotic platform: the host keeps the kernel's choice, and the agent runs on
         return False
     return True
-
-
-def _name(signal: Any, number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:  # a real-time signal without a name: the host may use it, so it is masked
-        return ""
