@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
-from codeguru_agent.signalmask import block_host_signals
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -40,15 +39,13 @@ _active: Optional["Profiler"] = None
 
 
 class _Launch:
-    """One run of a profiler: its runner and its two threads, and the uploader built on one of them.
+    """One run of a profiler: its two threads, and the runner and uploader they build.
 
-    start() builds the runner on the caller's thread (the sampler's few light modules, a few
-    milliseconds) and creates both threads there: Python 3.12 refuses new threads once the
-    interpreter is shutting down, and a short program may be there before the launch is done. A
-    thread left to build the runner itself would be starved of the GIL by a CPU-bound host (each
-    import's file reads hand the GIL back for a switch interval), and the program's first part would
-    go unsampled. The uploader thread then imports and builds the uploader (boto3 and the rest)
-    while sampling goes on; intervals sealed before it exists wait here for it.
+    Both threads are created by start() on the caller's thread: Python 3.12 refuses new threads once
+    the interpreter is shutting down, and a short program may be there before the launch is done.
+    The sampling thread imports and builds the runner (a few small modules) and samples; the
+    uploader thread waits for the first sample, then imports and builds the uploader (boto3 and
+    the rest). Intervals sealed before the uploader exists wait here for it.
     """
 
     def __init__(self) -> None:
@@ -58,8 +55,10 @@ class _Launch:
         self.uploader: Optional[Uploader] = None
         self.go = threading.Event()
         """Set by the caller of start() as it returns: the threads begin their work then."""
+        self.sampling = threading.Event()
+        """Set once the runner is built and about to sample, or building it has failed."""
         self.built = threading.Event()
-        """Set once the uploader is built and running, or building it has failed."""
+        """Set once the uploader is built and running too, or building either has failed."""
         self.given_up = False
         """Set by stop() once its deadline has passed: a thread still building starts nothing."""
         self._handover = threading.Lock()
@@ -81,6 +80,13 @@ class _Launch:
             early, self._early = self._early, []
         for aggregate, interval_ms in early:
             uploader.enqueue(aggregate, interval_ms)
+
+    def wait_under_way(self, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until the runner is built and has taken its first sample."""
+        deadline = time.monotonic() + timeout_s
+        if not self.sampling.wait(max(0.0, timeout_s)) or self.runner is None:
+            return False
+        return self.runner.wait_under_way(deadline - time.monotonic())
 
     def wait(self, deadline: float) -> Tuple[Optional[Runner], Optional[Uploader]]:
         """The runner and uploader once built and sampling (None if building failed or outlasts the deadline).
@@ -202,6 +208,20 @@ class Profiler:
         """True between a successful ``start()`` and ``stop()``, paused or not."""
         return self._running
 
+    def wait_for_sampling(self, timeout_s: float = 2.0) -> bool:
+        """Wait up to ``timeout_s`` until the first sample is taken; True once it has been.
+
+        start() returns before the agent's thread has loaded the sampler, and a CPU-bound program
+        leaves that thread little of the GIL: a program whose first moments matter (a short script)
+        waits here before it starts its work, as ``codeguru-agent run`` does.
+        """
+        try:
+            launch = self._launch
+            return self._running and launch is not None and launch.wait_under_way(max(0.0, timeout_s))
+        except Exception:  # the host must never see an agent failure
+            logger.warning("CodeGuru profiler wait failed", exc_info=True)
+            return False
+
     def flush(self, timeout_s: Optional[float] = None) -> bool:
         """Seal the current interval now and deliver the backlog, waiting up to ``timeout_s``."""
         try:
@@ -262,59 +282,81 @@ class Profiler:
         return True
 
     def _begin_launch(self, load_spool: bool, in_child: bool = False) -> _Launch:
-        """Mark the profiler running: build the runner here, start it and the uploader's thread.
+        """Mark the profiler running and start its two threads, which build everything else.
 
-        The threads wait for the caller to set ``go`` once it is done: started early, their first
-        imports and the first sample would take the GIL from the caller's thread in the middle
-        of start().
+        The threads wait for the caller to set ``go`` once it is done: started early, their imports
+        would take the GIL from the caller's thread in the middle of start().
         """
-        from codeguru_agent.runner import Runner
-
         launch = _Launch()
+        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch,),
+                                         name=SAMPLER_THREAD_NAME, daemon=True)
         launch.uploader_thread = threading.Thread(target=self._run_uploader_thread,
                                                   args=(launch, load_spool, in_child),
                                                   name=UPLOADER_THREAD_NAME, daemon=True)
-        uploader_thread = launch.uploader_thread
-        runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=lambda: uploader_thread.ident)
-        if self._paused:
-            runner.set_paused(True)
-        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch, runner),
-                                         name=SAMPLER_THREAD_NAME, daemon=True)
-        runner.adopt(launch.thread)
-        launch.runner = runner
         previous = self._launch
-        self._launch, self._runner, self._uploader = launch, runner, None
+        self._launch, self._runner, self._uploader = launch, None, None
         self._running = True
         try:
             launch.thread.start()
             launch.uploader_thread.start()
         except RuntimeError:  # Python 3.12 at interpreter shutdown; start() reports it
             launch.given_up = True
-            launch.built.set()
-            launch.go.set()
-            runner.stop(0.0)  # a sampling thread already started seals nothing worth keeping
-            self._launch, self._runner, self._running = previous, None, False
+            launch.go.set()  # a thread already started ends at once
+            self._launch, self._running = previous, False
             raise
         return launch
 
-    @staticmethod
-    def _run_sampling_thread(launch: _Launch, runner: Runner) -> None:
-        """The sampling thread: the runner's loop, until stopped."""
+    def _run_sampling_thread(self, launch: _Launch) -> None:
+        """The sampling thread: import and build the runner, then sample until stopped."""
         launch.go.wait()
+        _block_host_signals()
+        runner: Optional[Runner] = None
+        try:
+            if not launch.given_up:
+                runner = self._build_runner(launch)
+        except Exception:  # the host must never see an agent failure; it runs unprofiled
+            logger.warning("CodeGuru profiler could not start", exc_info=True)
+            self._abandon(launch)
+        finally:
+            launch.sampling.set()
+        if runner is None:
+            return
         try:
             runner.run()
         except Exception:  # as on any agent thread: log, never raise into the interpreter
             logger.warning("CodeGuru profiler sampling stopped", exc_info=True)
 
+    def _build_runner(self, launch: _Launch) -> Optional[Runner]:
+        """Build the runner on this thread, unless the launch was given up meanwhile."""
+        with forksafe.import_gate():
+            from codeguru_agent.runner import Runner
+        uploader_thread = launch.uploader_thread
+        runner = Runner(self._config, on_sealed=launch.hand_over,
+                        exclude_ident=lambda: uploader_thread.ident if uploader_thread is not None else None)
+        with _lock:
+            if launch.given_up:
+                return None
+            if self._paused:
+                runner.set_paused(True)
+            if self._launch is launch:  # else start() has begun another run since a stop()
+                self._runner = runner
+            runner.adopt(threading.current_thread())
+            launch.runner = runner
+        return runner
+
     def _run_uploader_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
-        """The uploader's thread: import and build the uploader, then run it."""
+        """The uploader's thread: once sampling is under way, import and build the uploader, then run it.
+
+        Its imports (boto3 among them) would compete for the GIL with the sampling thread's before
+        the first sample, so they wait for it.
+        """
         launch.go.wait()
-        block_host_signals()  # before the imports, which can take a while: see signalmask
+        _block_host_signals()
         uploader: Optional[Uploader] = None
         try:
+            launch.sampling.wait()
             runner = launch.runner
             if runner is not None:
-                # Its imports would compete for the GIL with the runner's before the first sample.
                 runner.wait_under_way(_FIRST_TICK_WAIT_S)
                 uploader = self._build_uploader(launch, runner, load_spool, in_child)
         except Exception:  # the host must never see an agent failure; it runs unprofiled
@@ -431,6 +473,13 @@ class Profiler:
         self._begin_launch(load_spool=False, in_child=True).go.set()
         _active = self
         _register_multiprocessing_flush(self)
+
+
+def _block_host_signals() -> None:
+    """On an agent thread, first thing: see ``signalmask`` (imported here, not by start())."""
+    from codeguru_agent.signalmask import block_host_signals
+
+    block_host_signals()
 
 
 def _register_multiprocessing_flush(profiler: Profiler) -> None:

@@ -184,7 +184,10 @@ def _start_profiler(options: argparse.Namespace, program: Program) -> Optional[P
         logger.warning("no profiling group: pass -p GROUP (or set AWS_CODEGURU_PROFILER_GROUP_NAME), "
                        "or write profiles to a directory with --local DIR; %s", running_without)
         return None
-    return profiler if profiler.start() else None  # start() has logged why not
+    if not profiler.start():
+        return None  # start() has logged why not
+    profiler.wait_for_sampling()  # the program's first moments are sampled too (bounded)
+    return profiler
 
 
 def _stop_when_program_ends(profiler: Profiler, reports: bool) -> None:

@@ -94,6 +94,26 @@ def test_a_start_after_a_given_up_launch_runs_one_agent(
     assert profiler.stop()
 
 
+def test_wait_for_sampling_returns_once_the_first_sample_is_taken(
+        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector.create_group(GROUP)
+    use_agent_env(monkeypatch, collector, GROUP, tmp_path)
+    with forksafe.import_gate():
+        profiler = lifecycle.start()
+        assert profiler is not None
+        assert not profiler.wait_for_sampling(0.2), "no sample can be taken while the sampler cannot load"
+    assert profiler.wait_for_sampling(30)
+    assert profiler.flush(10.0)
+    assert profiler.stop()
+    documents = [entry["document"] for entry in assert_each_token_once(collector, GROUP)]
+    assert sum(document["agentMetadata"]["numTimesSampled"] for document in documents) > 0
+
+
+def test_wait_for_sampling_on_a_stopped_profiler_says_no_at_once() -> None:
+    profiler = lifecycle.Profiler(profiling_group_name=GROUP, region_name="us-east-1")
+    assert not profiler.wait_for_sampling(30)
+
+
 STOPPED_AT_ONCE = """\
 import codeguru_agent
 
