@@ -209,7 +209,8 @@ class Profiler:
         return self._running
 
     def wait_for_sampling(self, timeout_s: float = 2.0) -> bool:
-        """Wait up to ``timeout_s`` until the first sample is taken; True once it has been.
+        """Wait up to ``timeout_s`` until the first sample is taken; True once it has been (or once
+        the agent has nothing to sample: paused, or stopped by the kill switch).
 
         start() returns before the agent's thread has loaded the sampler, and a CPU-bound program
         leaves that thread little of the GIL: a program whose first moments matter (a short script)
