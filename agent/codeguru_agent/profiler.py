@@ -2,11 +2,11 @@
 
 One agent per process. Every public call returns (``True``/``False``) and logs; none raises into
 the host, whatever the configuration or the network does. ``start()`` only resolves the
-configuration, decides whether to profile, builds the sampler (a few light modules) and creates
-the agent's two threads; the uploader thread imports and builds the rest (boto3 included) while
-sampling goes on. Profiling survives ``fork``: the child gets a fresh agent of its own. At exit, the last
-interval and the backlog are flushed within one shutdown deadline, so the process never hangs
-because of the agent.
+configuration, decides whether to profile and creates the agent's two threads; the sampling thread
+loads the sampler (a few small modules) and samples, then the uploader thread loads the rest (boto3
+included) while sampling goes on. Profiling survives ``fork``: the child gets a fresh agent of its
+own. At exit, the last interval and the backlog are flushed within one shutdown deadline, so the
+process never hangs because of the agent.
 """
 
 from __future__ import annotations

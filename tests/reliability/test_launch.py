@@ -1,7 +1,7 @@
 """The launch: start() decides and returns; the agent's own thread imports and builds the rest.
 
 The agent's imports are held back here by holding ``forksafe.import_gate()`` on the test's thread,
-which the uploader thread must pass before it imports the uploader: so each test
+which the agent's threads must pass before they import the runner and the uploader: so each test
 knows for certain that the launch has not finished, without timing anything.
 """
 
