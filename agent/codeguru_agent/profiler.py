@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
 from codeguru_agent import forksafe
@@ -311,21 +311,8 @@ class Profiler:
         """The sampling thread: import and build the runner, then sample until stopped."""
         launch.go.wait()
         _block_host_signals()
-        runner: Optional[Runner] = None
-        try:
-            if not launch.given_up:
-                runner = self._build_runner(launch)
-        except Exception:  # the host must never see an agent failure; it runs unprofiled
-            logger.warning("CodeGuru profiler could not start", exc_info=True)
-            self._abandon(launch)
-        finally:
-            launch.sampling.set()
-        if runner is None:
-            return
-        try:
-            runner.run()
-        except Exception:  # as on any agent thread: log, never raise into the interpreter
-            logger.warning("CodeGuru profiler sampling stopped", exc_info=True)
+        self._build_then_run(launch, lambda: None if launch.given_up else self._build_runner(launch),
+                             launch.sampling, "sampling")
 
     def _build_runner(self, launch: _Launch) -> Optional[Runner]:
         """Build the runner on this thread, unless the launch was given up meanwhile."""
@@ -353,24 +340,38 @@ class Profiler:
         """
         launch.go.wait()
         _block_host_signals()
-        uploader: Optional[Uploader] = None
-        try:
+
+        def build() -> Optional[Uploader]:
             launch.sampling.wait()
             runner = launch.runner
-            if runner is not None:
-                runner.wait_under_way(_FIRST_TICK_WAIT_S)
-                uploader = self._build_uploader(launch, runner, load_spool, in_child)
-        except Exception:  # the host must never see an agent failure; it runs unprofiled
+            if runner is None:
+                return None
+            runner.wait_under_way(_FIRST_TICK_WAIT_S)
+            return self._build_uploader(launch, runner, load_spool, in_child)
+
+        self._build_then_run(launch, build, launch.built, "uploads")
+
+    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: threading.Event,
+                        what: str) -> None:
+        """An agent thread's life: build its runner or uploader, say so through ``built``, run it.
+
+        Neither step lets an exception out: the host must never see an agent failure. A failed
+        build abandons the launch, and the host runs unprofiled.
+        """
+        worker = None
+        try:
+            worker = build()
+        except Exception:
             logger.warning("CodeGuru profiler could not start", exc_info=True)
             self._abandon(launch)
         finally:
-            launch.built.set()
-        if uploader is None:
+            built.set()
+        if worker is None:
             return
         try:
-            uploader.run()
+            worker.run()
         except Exception:  # as on any agent thread: log, never raise into the interpreter
-            logger.warning("CodeGuru profiler uploads stopped", exc_info=True)
+            logger.warning("CodeGuru profiler %s stopped", what, exc_info=True)
 
     def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool,
                         in_child: bool) -> Optional[Uploader]:
