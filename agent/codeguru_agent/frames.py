@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     import dis
 
 # Annotations here are evaluated, not strings (no ``from __future__ import annotations``): a
-# NamedTuple compiles each string annotation, and start() imports this module on the host's thread.
+# NamedTuple compiles each string annotation, and the sampling thread imports this module before
+# its first sample.
 
 
 class Frame(NamedTuple):
@@ -96,8 +97,8 @@ def leaf_synthetic_frame(code: types.CodeType, offset: int) -> Optional[Frame]:
 def _line_instructions(code: types.CodeType, offset: int) -> List["dis.Instruction"]:
     """The instructions of the source line that holds ``offset``, up to and including it.
 
-    ``dis`` is imported here, not with this module, which start() imports on the host's thread;
-    the runner imports it on its own thread before its first sample.
+    ``dis`` is imported here, not with this module: the runner imports it after its first sample
+    (see ``Runner._import_dis``) and only then turns synthetic leaves on.
     """
     import dis
 

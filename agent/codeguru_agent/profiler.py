@@ -311,8 +311,7 @@ class Profiler:
         """The sampling thread: import and build the runner, then sample until stopped."""
         launch.go.wait()
         _block_host_signals()
-        self._build_then_run(launch, lambda: None if launch.given_up else self._build_runner(launch),
-                             launch.sampling, "sampling")
+        self._build_then_run(launch, lambda: self._build_runner(launch), launch.sampling, "sampling")
 
     def _build_runner(self, launch: _Launch) -> Optional[Runner]:
         """Build the runner on this thread, unless the launch was given up meanwhile."""

@@ -18,7 +18,6 @@ from typing import Callable, Final, Optional
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampler import Aggregate, Sampler
-from codeguru_agent.signalmask import block_host_signals
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +58,14 @@ class Runner:
 
     # --- control, from any thread --------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
-
     def adopt(self, thread: threading.Thread) -> None:
-        """Use a thread started elsewhere, which calls :meth:`run` (instead of :meth:`start`).
-
-        The profiler creates its sampling thread in start(), on the host's thread, with a target of
-        its own that waits for start() to return before it calls :meth:`run`.
-        """
+        """Run on ``thread``, which calls :meth:`run`: the profiler's sampling thread, created by
+        start() on the host's thread (Python 3.12 refuses new threads at shutdown), builds this
+        runner and then runs it."""
         self._thread = thread
 
     def run(self) -> None:
         """The sampling loop, on the adopted thread, until :meth:`stop`."""
-        block_host_signals()
         try:
             self._run()
         finally:
@@ -151,7 +143,7 @@ class Runner:
     def _run(self) -> None:
         sampler = self._sampler
         sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
-        dis_tried = sampler.synthetic_leaves
+        first_tick = True
         sampler.exclude_thread(threading.get_ident())
         sampler.exclude_thread(self._exclude_ident())
         clock = time.monotonic
@@ -198,11 +190,11 @@ class Runner:
             elif wait_s > 0:
                 time.sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
             self._tick()
-            if not self._under_way.is_set():
+            if first_tick:
+                first_tick = False
                 self._under_way.set()
-            if not dis_tried:
-                dis_tried = True
-                sampler.synthetic_leaves = self._import_dis()
+                if not sampler.synthetic_leaves:
+                    sampler.synthetic_leaves = self._import_dis()
             now = clock()
             interval_s = self._governor.interval_ms / 1000.0
             next_tick += interval_s * (1.0 + _JITTER * (2.0 * _uniform() - 1.0))
@@ -222,10 +214,10 @@ class Runner:
     def _import_dis() -> bool:
         """Import ``dis``, which the synthetic frames under a leaf are read with; True once loaded.
 
-        Not with this module, which start() imports on the host's thread, and not in the middle of
-        a sample: an import hands the GIL back at each file read, so a CPU-bound host would delay
-        the first sample by several switch intervals, or run on while its stack was half read. So
-        the first sample goes without synthetic frames, unless the host has loaded ``dis`` already.
+        Not before the first sample, nor in the middle of one: an import hands the GIL back at each
+        file read, so a CPU-bound host would delay the first sample by several switch intervals, or
+        run on while its stack was half read. So the first sample goes without synthetic frames,
+        unless the host has loaded ``dis`` already.
         """
         try:
             import dis  # noqa: F401
@@ -269,8 +261,9 @@ class Runner:
 def _uniform() -> float:
     """A number in [0, 1) for the jitter, from ``os.urandom``.
 
-    Not the ``random`` module: start() imports this module on the host's thread, and ``random``
-    loads four shared libraries. One small read of the kernel's generator per tick costs about a
+    Not the ``random`` module, which loads four shared libraries: the sampling thread imports this
+    module before its first sample, and each file read of an import hands the GIL back to a busy
+    host for a switch interval. One small read of the kernel's generator per tick costs about a
     microsecond.
     """
     return int.from_bytes(os.urandom(2), "little") / 65536.0

@@ -149,7 +149,8 @@ class Aggregate(NamedTuple):
     def to_profile(self, **extra: Any) -> "Profile":
         """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
 
-        The document module is imported here, on the uploader's thread: start() imports this one.
+        The document module is imported here, on the uploader's thread, not by the sampling thread
+        before its first sample.
         """
         from codeguru_agent.document import Profile
 
@@ -236,7 +237,7 @@ class Sampler:
         if len(items) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
-                import random  # only with more threads than max_threads; start() imports this module
+                import random  # only with more threads than max_threads: not before the first sample
 
                 items = random.sample(items, self._max_threads)
         last = self._last

@@ -10,7 +10,8 @@ would with no agent loaded. Faults raised by the thread itself (SIGSEGV and the 
 alone: blocking them would turn a crash report into a hang.
 
 This uses ``_signal``, the C module the interpreter loads at start-up, not ``signal``: importing
-that one (it builds enums) would cost the host's thread a millisecond in start().
+that one (it builds enums) would cost the agent's threads a millisecond, and more under a busy
+host, before their first sample.
 """
 
 import threading

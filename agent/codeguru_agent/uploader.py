@@ -25,7 +25,6 @@ from codeguru_agent.document import Provenance, build_document
 from codeguru_agent.encoding import encode
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
 from codeguru_agent.sampler import Aggregate
-from codeguru_agent.signalmask import block_host_signals
 from codeguru_agent.sinks import Outcome, Result, SetupError, Sink
 
 logger = logging.getLogger(__name__)
@@ -119,12 +118,9 @@ class Uploader:
 
     # --- from other threads --------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
-
     def adopt(self, thread: threading.Thread) -> None:
-        """Use a thread already started elsewhere, which calls :meth:`run` (instead of :meth:`start`)."""
+        """Run on ``thread``, which calls :meth:`run`: the profiler's uploader thread, created by
+        start() on the host's thread, builds this uploader and then runs it."""
         self._thread = thread
 
     def run(self) -> None:
@@ -176,7 +172,6 @@ class Uploader:
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        block_host_signals()
         if not self._setup():
             return
         while True:
