@@ -37,8 +37,7 @@ def _child(mode: str) -> None:
 
     workloads.app_steps()
     parked = workloads.ParkedThreads(20, 30)
-    sampler = Sampler(AgentConfig())
-    sampler.exclude_thread(threading.get_ident())
+    sampler = Sampler(AgentConfig())  # samples the busy main thread too, as the agent does
     stop = threading.Event()
     wakeups = [0]
     tick_s: Dict[str, float] = {"cold": 0.0, "warm": 0.0}
