@@ -27,6 +27,8 @@ class Row:
     target: str = ""
     met: Optional[bool] = None
     note: str = ""
+    verdict: str = ""
+    """Said in the met? column instead of yes/NO/? (a reference row has no target of its own)."""
 
 
 @dataclass
@@ -86,7 +88,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 
 def main_table(rows: Sequence[Row]) -> str:
-    body = [[r.measure, r.official, r.ours, r.ratio, r.target, met_text(r.met)] for r in rows]
+    body = [[r.measure, r.official, r.ours, r.ratio, r.target, r.verdict or met_text(r.met)] for r in rows]
     text = markdown_table(HEADERS, body)
     notes = [f"- {r.measure}: {r.note}" for r in rows if r.note]
     return text + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")

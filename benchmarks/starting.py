@@ -27,8 +27,14 @@ DDTRACE_ENV: Final = {
 
 def start_agent(agent: str, interval_ms: int, url: str) -> Any:
     """Start one agent the way its documentation says, submitting to ``url``; returns its handle."""
-    if agent == "none":
+    if agent in ("none", "none-again"):
         return None
+    if agent in ("floor-wake", "floor-frames"):
+        import sys
+
+        from workloads import FloorSampler
+
+        return FloorSampler(interval_ms / 1000, sys._current_frames if agent == "floor-frames" else None)
     if agent == "official":
         from datetime import timedelta
 

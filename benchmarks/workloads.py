@@ -150,6 +150,44 @@ class BusyThreads:
             thread.join(timeout=5)
 
 
+class FloorSampler:
+    """The least any sampler written in Python does per sample, and nothing more: the floor.
+
+    A thread that wakes on a sampler's schedule (every ``interval_s``, deadlines kept, never
+    bursting), takes the GIL on waking as any Python code must, and runs ``work`` (none, or
+    ``sys._current_frames``, which is how a Python sampler sees other threads), keeping nothing.
+    Its CPU is what an agent pays before it walks or counts anything.
+    """
+
+    def __init__(self, interval_s: float, work: Optional[Callable[[], object]] = None) -> None:
+        self.wakeups = 0
+        self._interval_s = interval_s
+        self._work = work
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="floor-sampler", daemon=True)
+        self._thread.start()
+
+    @property
+    def ident(self) -> Optional[int]:
+        return self._thread.ident
+
+    def _loop(self) -> None:
+        clock, interval_s, work = time.monotonic, self._interval_s, self._work
+        next_wake = clock() + interval_s
+        while not self._stop.is_set():
+            wait_s = next_wake - clock()
+            if wait_s > 0:
+                time.sleep(wait_s)  # wakes holding the GIL again, as every Python thread does
+            if work is not None:
+                work()  # its result (the frames, say) is dropped at once, not kept to the next wake
+            self.wakeups += 1
+            next_wake = max(next_wake + interval_s, clock())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def spin_then_yield(n: int) -> int:
     """CPU work, then hand the GIL on from the bottom of the chain, where a sample will find it."""
     total = spin_loop(n)
