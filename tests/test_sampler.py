@@ -326,6 +326,19 @@ def test_the_memory_bound_folds_new_stacks_into_known_ancestors_and_counts_them(
     assert len(aggregate.stacks) < 8
 
 
+def test_a_stack_over_the_bound_is_counted_on_its_deepest_known_ancestor() -> None:
+    sampler = Sampler(AgentConfig())
+    recursion = tuple(range(100, 3100))  # frame ids, leaf first: a recursion 3,000 frames deep
+    sampler._add_stack(recursion[2000:], 0)  # an ancestor 1,000 frames deep
+    deepest = sampler._add_stack(recursion[5:], 0)
+    # same leaf and length as the ancestor at cut 3, but another stack: must not be taken for it
+    sampler._add_stack((recursion[3],) + tuple(range(90_000, 90_000 + len(recursion) - 4)), 0)
+    assert sampler._fold(recursion, folded=False) == deepest
+    unknown = sampler._fold((1, 2, 3), folded=False)
+    assert sampler._stacks[unknown] == (sampler._table.truncated_id,)
+    assert sampler.seal().folded_stacks == 2
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="co_qualname is new in 3.11")
 def test_nested_classes_keep_their_qualified_owner() -> None:
     ready, release = threading.Event(), threading.Event()

@@ -33,13 +33,16 @@ StackKey = Tuple[int, ...]
 # the allocator's overhead seen in RSS (about a fifth), so that the estimate does not fall below
 # what the process pays. A code object kept alive by the table is counted as the agent's: true of
 # code generated at run time, an overstatement for module code that lives anyway.
-_STACK_BYTES: Final = 200  # the key's tuple header, its dict entry, the list slots, the stack id's int
+_STACK_BYTES: Final = 260  # the key's tuple header, its dict entry, the list slots, the stack id's int, its head
 _STACK_FRAME_BYTES: Final = 8  # one frame id's slot in the key
 _CODE_BYTES: Final = 700  # a code entry, its positions dict, two dict slots, its name
 _CODE_OBJECT_BYTES: Final = 450  # what sys.getsizeof misses of a code object: line and exception tables, locals' names
 _QUALNAMES_BYTES: Final = 400  # before 3.11: the index of qualified names of the code's module, if new
 _POSITION_BYTES: Final = 120  # an offset's entry in its code's positions (dict slot, offset's int)
 _FRAME_BYTES: Final = 400  # a new Frame with its attribute dict, its id, the list and dict slots
+_HEAD_SPAN: Final = 1 << 20
+"""More than any key's length: a stack's head, ``key[0] * _HEAD_SPAN + len(key)``, is its leaf and
+its length in one int."""
 _LEAF_BYTES: Final = 150  # a leaf position's synthetic child (tuple key, dict slot)
 
 _RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
@@ -207,6 +210,7 @@ class Sampler:
 
     def _reset(self, now_ms: int) -> None:
         self._stack_ids: Dict[StackKey, int] = {}
+        self._heads: Set[int] = set()
         self._stacks: List[StackKey] = []
         self._counts: List[int] = []
         self._last.clear()
@@ -389,15 +393,22 @@ class Sampler:
 
     def _fold(self, key: StackKey, folded: bool) -> int:
         """A new stack that lost frames to the bound, or that the bound has no room for: counted
-        as it is if it fits, else on the deepest stack already known above it."""
+        as it is if it fits, else on the deepest stack already known above it.
+
+        Each ancestor's stack is looked up only if a known stack has its head (its leaf and its
+        length): a set lookup per frame, where slicing and hashing every ancestor's key would cost
+        the square of the depth, milliseconds per sample in a deep recursion once the bound is hit.
+        """
         self._folded += 1
         cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(key)
         if folded and key and not self._over(cost):
             return self._add_stack(key, cost)
-        for cut in range(1, len(key)):
-            stack_id = self._stack_ids.get(key[cut:])
-            if stack_id is not None:
-                return stack_id
+        heads, length = self._heads, len(key)
+        for cut in range(1, length):
+            if key[cut] * _HEAD_SPAN + length - cut in heads:
+                stack_id = self._stack_ids.get(key[cut:])
+                if stack_id is not None:
+                    return stack_id
         return self._fallback_stack()
 
     def _fallback_stack(self) -> int:
@@ -410,6 +421,7 @@ class Sampler:
 
     def _add_stack(self, key: StackKey, cost: int) -> int:
         stack_id = self._stack_ids[key] = len(self._stacks)
+        self._heads.add(key[0] * _HEAD_SPAN + len(key))
         self._stacks.append(key)
         self._counts.append(0)
         self._stack_bytes += cost

@@ -133,7 +133,7 @@ class Host:
         except subprocess.TimeoutExpired:
             self.process.kill()
             stdout, stderr = self.process.communicate()
-            raise AssertionError(f"the host did not exit within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}")
+            raise AssertionError(f"the host did not exit within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}") from None
         return HostRun(earlier_stdout + stdout, stderr, self.process.returncode, self.pid)
 
     def kill(self) -> None:
