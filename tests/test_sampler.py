@@ -6,6 +6,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, List, Tuple
 
@@ -109,6 +110,57 @@ def test_a_stack_that_changes_between_ticks_is_walked_again() -> None:
         done.set()
     leaf_callers = sorted(names(s)[-3].rsplit(":", 1)[1] for s in stacks)
     assert leaf_callers == ["first", "second"]
+
+
+class Payload:
+    """A local whose lifetime the tests watch: it lives as long as its function's frame."""
+
+
+def test_a_frame_sampled_while_it_runs_frees_its_locals_when_it_returns() -> None:
+    spinning, stop = threading.Event(), [False]
+    payload_ref: List["weakref.ref[Payload]"] = []
+
+    def work() -> None:
+        payload = Payload()  # closed over by nothing: only this frame keeps it
+        payload_ref.append(weakref.ref(payload))
+        spinning.set()
+        while not stop[0]:  # no call: this frame is the thread's top frame
+            pass
+
+    with running(work, name="spinner") as thread:
+        assert spinning.wait(5)
+        sampler = only_thread("spinner")
+        sampler.sample()
+        stop[0] = True
+        thread.join(5)
+    assert payload_ref[0]() is None  # not an interval later, when the next tick would let go
+    assert sum(sampler.seal().counts) == 1
+
+
+def test_a_parked_frame_is_let_go_at_the_first_tick_after_it_returns() -> None:
+    gate = threading.Lock()
+    gate.acquire()
+    parked = threading.Event()
+    payload_ref: List["weakref.ref[Payload]"] = []
+
+    def wait_at_the_gate() -> None:
+        payload = Payload()
+        payload_ref.append(weakref.ref(payload))
+        parked.set()
+        gate.acquire()  # a C call: this frame is the thread's top frame, at one offset
+
+    with running(wait_at_the_gate, name="gatekeeper") as thread:
+        assert parked.wait(5)
+        sampler = only_thread("gatekeeper")
+        for _ in range(3):  # the second tick finds it where the first did: from then on it is held
+            sampler.sample()
+        gate.release()
+        thread.join(5)
+    held_until_the_next_tick = payload_ref[0]() is not None
+    sampler.sample()
+    assert held_until_the_next_tick and payload_ref[0]() is None
+    aggregate = sampler.seal()
+    assert sum(aggregate.counts) == 3 and len(aggregate.stacks) == 1
 
 
 def test_a_generator_resumed_by_another_caller_is_not_mistaken_for_the_old_stack() -> None:

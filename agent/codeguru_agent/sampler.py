@@ -2,8 +2,9 @@
 
 This is the only code that runs while the agent holds the GIL on the host's time, so it is built
 for that: frames are keyed on (code object, instruction offset) and resolved once; a thread whose
-top frame and offset did not change since the last tick is counted without walking its stack; a
-new stack costs one tuple and one dict entry. Names, the call tree and the document are built later,
+top frame stayed at the same offset for two ticks is counted without walking its stack for as long
+as it stays there (the frame is then held, and freed at the first tick after it returns); a new
+stack costs one tuple and one dict entry. Names, the call tree and the document are built later,
 on the uploader's thread, from the sealed :class:`Aggregate`.
 
 ``sys._current_frames()`` also returns the sampler's own frame. Kept in the tick's locals until
@@ -201,7 +202,9 @@ class Sampler:
         self._agent_threads: Set[int] = set()
         self._excluded: Dict[int, bool] = {}
         self._table = FrameTable()
-        self._last: Dict[int, Tuple[types.FrameType, int, int]] = {}
+        self._last: Dict[int, Tuple[Any, int, int]] = {}
+        """Per thread, its top frame at the last tick (or, seen there once, only its address), the
+        frame's offset and the stack id: see :meth:`sample`."""
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
@@ -267,8 +270,15 @@ class Sampler:
                 # resumable: another caller can resume it at the same offset; or the leaf is
                 # missing its synthetic child, which the next tick adds
                 last.pop(ident, None)
-            else:
+            elif previous is not None and previous[0] == id(frame) and previous[1] == lasti \
+                    and previous[2] == stack_id:
+                # at the same place a whole interval: parked, so kept and never walked again while
+                # it stays there (only the object itself tells it from a later call at its address)
                 last[ident] = (frame, lasti, stack_id)
+            else:
+                # seen here once: by its address only, so that a frame that returns before the next
+                # tick frees its locals when it returns, not an interval later
+                last[ident] = (id(frame), lasti, stack_id)
         if len(last) > seen:
             live = {ident for ident, _ in items}
             for ident in [ident for ident in last if ident not in live]:
