@@ -26,6 +26,8 @@ KILLSWITCH_CHECK_S: Final = 0.5
 _IDLE_WAIT_S: Final = 0.25
 _JITTER: Final = 0.2
 _SHORT_WAIT_S: Final = 0.05
+_U64: Final = (1 << 64) - 1
+_TWO_TO_53: Final = float(1 << 53)
 
 
 class Runner:
@@ -54,6 +56,12 @@ class Runner:
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
         self.cpu_s = 0.0
+        """The sampling thread's CPU time since it began to sample, updated every second and at
+        each seal (so the uploader reads it right for the interval it sends): all of it, the
+        wake-ups included, not only the ticks. Read once a second, not around every tick, where
+        two more system calls would cost each sample."""
+        self._cpu_start = 0.0
+        self._jitter_state = int.from_bytes(os.urandom(8), "little")
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
 
     # --- control, from any thread --------------------------------------------------------------
@@ -149,7 +157,8 @@ class Runner:
         clock = time.monotonic
         next_tick = clock()
         report_at = next_tick + self._reporting_interval_s
-        window_start, window_cpu_start = next_tick, time.thread_time()
+        window_start = next_tick
+        window_cpu_start = self._cpu_start = time.thread_time()
         killswitch_checked = 0.0
         idle_since: Optional[float] = None
         while not self._stop.is_set():
@@ -197,13 +206,14 @@ class Runner:
                     sampler.synthetic_leaves = self._import_dis()
             now = clock()
             interval_s = self._governor.interval_ms / 1000.0
-            next_tick += interval_s * (1.0 + _JITTER * (2.0 * _uniform() - 1.0))
+            next_tick += interval_s * (1.0 + _JITTER * (2.0 * self._uniform() - 1.0))
             if next_tick < now:
-                next_tick = now + interval_s * _uniform()  # fell behind: skip, never burst
+                next_tick = now + interval_s * self._uniform()  # fell behind: skip, never burst
             if now - window_start >= WINDOW_S:
                 cpu = time.thread_time()
                 self._governor.observe(cpu - window_cpu_start, now - window_start)
                 window_start, window_cpu_start = now, cpu
+                self.cpu_s = cpu - self._cpu_start
         now = clock()
         if idle_since is not None:
             sampler.add_paused_time(int((now - idle_since) * 1000))
@@ -235,7 +245,6 @@ class Runner:
         return int(paused_s * 1000)
 
     def _tick(self) -> None:
-        started = time.thread_time()
         try:
             with self._pause_lock:
                 if self._paused:  # paused since the loop looked: Lambda may freeze the process now
@@ -244,10 +253,10 @@ class Runner:
         except Exception:  # never let one odd frame end profiling; counted in the next profile
             self.tick_errors += 1
             logger.debug("sampling tick failed", exc_info=True)
-        self.cpu_s += time.thread_time() - started
 
     def _seal(self) -> None:
         try:
+            self.cpu_s = time.thread_time() - self._cpu_start
             aggregate = self._sampler.seal()
             self._on_sealed(aggregate, self._governor.interval_ms)
         except Exception:  # the hand-over must not end the thread either
@@ -258,12 +267,14 @@ class Runner:
             self._sealed.set()
 
 
-def _uniform() -> float:
-    """A number in [0, 1) for the jitter, from ``os.urandom``.
+    def _uniform(self) -> float:
+        """A number in [0, 1) for the jitter: a 64-bit linear congruential generator, seeded from
+        ``os.urandom`` once.
 
-    Not the ``random`` module, which loads four shared libraries: the sampling thread imports this
-    module before its first sample, and each file read of an import hands the GIL back to a busy
-    host for a switch interval. One small read of the kernel's generator per tick costs about a
-    microsecond.
-    """
-    return int.from_bytes(os.urandom(2), "little") / 65536.0
+        Not the ``random`` module, which loads four shared libraries: the sampling thread imports
+        this module before its first sample, and each file read of an import hands the GIL back to
+        a busy host for a switch interval. Nor ``os.urandom`` each tick: a system call per sample,
+        after the sleep, costs several microseconds. Jitter needs no better randomness than this.
+        """
+        self._jitter_state = (self._jitter_state * 6364136223846793005 + 1442695040888963407) & _U64
+        return (self._jitter_state >> 11) / _TWO_TO_53
