@@ -171,7 +171,7 @@ def _stalls(runs: List[harness.Outcome]) -> List[float]:
 
     That is the time it waited for the GIL (work time less the wait for a CPU, less its own CPU):
     the part of the slowdown an agent causes directly, which the speed of a shared CPU, varying
-    by a tenth from one second to the next, does not blur as it blurs the work time.
+    by a tenth from one second to the next, blurs far less than it blurs the work time.
     """
     return [run.value["work_own_s"] / run.value["main_cpu_s"] - 1
             for run in runs if run.ok and run.value.get("main_cpu_s")]
@@ -235,22 +235,25 @@ def _slowdown_rows(slowdown: Dict[Arm, Optional[float]], p_values: Dict[Arm, Opt
                    no_agent_stall: Optional[float]) -> List[Row]:
     """The slowdown at 100/s against 1%, and at 1/s against no agent at all.
 
-    The work time is noisy; the stall is not. At 100/s the verdict is NO once the stall alone,
-    less what runs without an agent show, is over 1%, since the slowdown cannot be smaller than
-    it; yes if the slowdown is within 1%; '?' otherwise. At 1/s it is yes when neither the
+    The work time is noisy; the stall much less so. At 100/s the verdict is NO once the stall
+    alone, less what runs without an agent show, is over 1%, since the slowdown cannot be smaller
+    than it; yes if the slowdown is within 1%; '?' otherwise. At 1/s it is yes when neither the
     slowdown nor the stall can be told apart from runs without an agent.
     """
     rows = []
     for interval in (10, 1000):
         ours_arm, official_arm = ("ours", interval), ("official", interval)
         mine, my_stall = slowdown[ours_arm], stall[ours_arm]
-        excess = None if my_stall is None or no_agent_stall is None else my_stall - no_agent_stall
+        verdict: Optional[bool] = None
         if interval == 10:
-            verdict = None if mine is None else (
-                False if excess is not None and excess > 0.01 else (True if mine <= 0.01 else None))
+            if my_stall is not None and no_agent_stall is not None and my_stall - no_agent_stall > 0.01:
+                verdict = False
+            elif mine is not None and mine <= 0.01:
+                verdict = True
         else:
-            ps = (p_values[ours_arm], stall_p[ours_arm])
-            verdict = None if None in ps else all(p >= SIGNIFICANCE for p in ps if p is not None)
+            work_p, stall_p_value = p_values[ours_arm], stall_p[ours_arm]
+            if work_p is not None and stall_p_value is not None:
+                verdict = work_p >= SIGNIFICANCE and stall_p_value >= SIGNIFICANCE
         note = (f"slowdown paired with the no-agent run of the same round (work time less the main thread's wait "
                 f"for a CPU), {_p_phrase(p_values[ours_arm])} that runs without an agent differ this much "
                 f"(no agent against no agent: {_percent(slowdown[('none-again', 10)])}); stalled: the main thread's "
@@ -275,8 +278,7 @@ def _p_text(p_value: Optional[float]) -> str:
 
 
 def _p_phrase(p_value: Optional[float]) -> str:
-    text = _p_text(p_value)
-    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+    return "p < 0.01" if p_value is not None and p_value < 0.005 else f"p = {_p_text(p_value)}"
 
 
 def _us(seconds: Optional[float]) -> str:
