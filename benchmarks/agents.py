@@ -53,14 +53,16 @@ class OfficialTicker:
         from codeguru_profiler_agent.reporter.agent_configuration import AgentConfiguration
         from codeguru_profiler_agent.sampler import Sampler
 
-        AgentConfiguration.set(AgentConfiguration(
-            should_profile=True,
-            sampling_interval=timedelta(milliseconds=10),
-            reporting_interval=timedelta(minutes=5),
-            minimum_time_reporting=timedelta(seconds=30),
-            max_stack_depth=max_stack_depth,
-            cpu_limit_percentage=100,
-        ))
+        AgentConfiguration.set(
+            AgentConfiguration(
+                should_profile=True,
+                sampling_interval=timedelta(milliseconds=10),
+                reporting_interval=timedelta(minutes=5),
+                minimum_time_reporting=timedelta(seconds=30),
+                max_stack_depth=max_stack_depth,
+                cpu_limit_percentage=100,
+            )
+        )
         environment: Dict[str, Any] = {
             "profiling_group_name": "bench",
             "host_weight": 1.0,
@@ -97,7 +99,7 @@ class OursTicker:
 
     def __init__(self, max_stack_depth: int = 1000, memory_limit_mb: float = MEMORY_LIMIT_MB) -> None:
         from codeguru_agent.config import AgentConfig
-        from codeguru_agent.sampler import Sampler
+        from codeguru_agent.sampling.sampler import Sampler
 
         self._sampler = Sampler(AgentConfig(max_stack_depth=max_stack_depth, memory_limit_mb=memory_limit_mb))
         exclude = getattr(self._sampler, "exclude_thread", None)

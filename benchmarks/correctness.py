@@ -74,8 +74,13 @@ def suite() -> Tuple[List[Row], Dict[str, Any]]:
     agree = None
     if top.get("official") and top.get("ours"):
         agree = tuple(top["official"][0][:2]) == tuple(top["ours"][0][:2])
-    row = Row("hot frame agrees (same program, same moments)", describe("official"), describe("ours"),
-              target="same function", met=agree)
+    row = Row(
+        "hot frame agrees (same program, same moments)",
+        describe("official"),
+        describe("ours"),
+        target="same function",
+        met=agree,
+    )
     return [row], outcome.value
 
 

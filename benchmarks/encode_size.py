@@ -49,16 +49,23 @@ SERVER: Final[Sequence[RawFrame]] = (
     ("dispatch_request", "Flask", f"{_SITE}/flask/app.py", 865),
 )
 LIBRARY_LEAVES: Final[Sequence[Sequence[RawFrame]]] = (
-    (("dumps", None, f"{_STDLIB}/json/__init__.py", 231), ("encode", "JSONEncoder", f"{_STDLIB}/json/encoder.py", 200),
-     ("iterencode", "JSONEncoder", f"{_STDLIB}/json/encoder.py", 258)),
-    (("execute", "Session", f"{_SITE}/sqlalchemy/orm/session.py", 2262),
-     ("_execute_internal", "Session", f"{_SITE}/sqlalchemy/orm/session.py", 2144),
-     ("execute", "Connection", f"{_SITE}/sqlalchemy/engine/base.py", 1416),
-     ("_execute_context", "Connection", f"{_SITE}/sqlalchemy/engine/base.py", 1846)),
-    (("_api_call", "ClientCreator", f"{_SITE}/botocore/client.py", 565),
-     ("_make_api_call", "BaseClient", f"{_SITE}/botocore/client.py", 1005),
-     ("_make_request", "BaseClient", f"{_SITE}/botocore/client.py", 1029),
-     ("make_request", "Endpoint", f"{_SITE}/botocore/endpoint.py", 119)),
+    (
+        ("dumps", None, f"{_STDLIB}/json/__init__.py", 231),
+        ("encode", "JSONEncoder", f"{_STDLIB}/json/encoder.py", 200),
+        ("iterencode", "JSONEncoder", f"{_STDLIB}/json/encoder.py", 258),
+    ),
+    (
+        ("execute", "Session", f"{_SITE}/sqlalchemy/orm/session.py", 2262),
+        ("_execute_internal", "Session", f"{_SITE}/sqlalchemy/orm/session.py", 2144),
+        ("execute", "Connection", f"{_SITE}/sqlalchemy/engine/base.py", 1416),
+        ("_execute_context", "Connection", f"{_SITE}/sqlalchemy/engine/base.py", 1846),
+    ),
+    (
+        ("_api_call", "ClientCreator", f"{_SITE}/botocore/client.py", 565),
+        ("_make_api_call", "BaseClient", f"{_SITE}/botocore/client.py", 1005),
+        ("_make_request", "BaseClient", f"{_SITE}/botocore/client.py", 1029),
+        ("make_request", "Endpoint", f"{_SITE}/botocore/endpoint.py", 119),
+    ),
     (("render", "Template", f"{_SITE}/jinja2/environment.py", 1301), ("root", None, "<template>", 5)),
     (("search", "Pattern", f"{_STDLIB}/re/__init__.py", 176),),
     (("deepcopy", None, f"{_STDLIB}/copy.py", 128), ("_deepcopy_dict", None, f"{_STDLIB}/copy.py", 231)),
@@ -73,8 +80,14 @@ def _app_frames() -> List[RawFrame]:
     for d, domain in enumerate(workloads.DOMAINS):
         for k, layer in enumerate(workloads.LAYERS):
             for n, verb in enumerate(workloads.VERBS):
-                frames.append((f"{verb}_{n}", domain.capitalize() + layer.capitalize(),
-                               f"/srv/app/{domain}/{layer}.py", 12 + 40 * n + d + k))
+                frames.append(
+                    (
+                        f"{verb}_{n}",
+                        domain.capitalize() + layer.capitalize(),
+                        f"/srv/app/{domain}/{layer}.py",
+                        12 + 40 * n + d + k,
+                    )
+                )
     return frames
 
 
@@ -104,7 +117,7 @@ def module_of(file: str) -> str:
     """The module name both agents derive from a file under SYS_PATH."""
     for root in sorted(SYS_PATH, key=len, reverse=True):
         if file.startswith(root + "/"):
-            return file[len(root) + 1:].removesuffix(".py").replace("/", ".")
+            return file[len(root) + 1 :].removesuffix(".py").replace("/", ".")
     return file
 
 
@@ -118,16 +131,26 @@ def official_encoder(stacks: List[Tuple[List[RawFrame], int]]) -> Any:
 
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - DURATION_MS
-    profile = Profile(profiling_group_name="bench", sampling_interval_seconds=0.01, host_weight=1, start=start_ms,
-                      agent_debug_info=AgentDebugInfo(ErrorsMetadata(), start_ms), clock=lambda: now_ms / 1000)
+    profile = Profile(
+        profiling_group_name="bench",
+        sampling_interval_seconds=0.01,
+        host_weight=1,
+        start=start_ms,
+        agent_debug_info=AgentDebugInfo(ErrorsMetadata(), start_ms),
+        clock=lambda: now_ms / 1000,
+    )
     for stack, count in stacks:
-        profile._insert_stack([Frame(name, class_name=owner, line_no=line, file_path=file)
-                               for name, owner, file, line in stack], runnable_count_increase=count)
+        profile._insert_stack(
+            [Frame(name, class_name=owner, line_no=line, file_path=file) for name, owner, file, line in stack],
+            runnable_count_increase=count,
+        )
     profile.total_sample_count = DURATION_MS // 10
     profile.total_seen_threads_count = profile.total_sample_count * 8
     profile.end = now_ms
-    encoder = ProfileEncoder(environment={"agent_metadata": AgentMetadata(fleet_info=DefaultFleetInfo()),
-                                          "sys_path": list(SYS_PATH)}, gzip=False)
+    encoder = ProfileEncoder(
+        environment={"agent_metadata": AgentMetadata(fleet_info=DefaultFleetInfo()), "sys_path": list(SYS_PATH)},
+        gzip=False,
+    )
 
     def encode() -> bytes:
         stream = io.BytesIO()
@@ -141,19 +164,31 @@ def ours_encoder(stacks: List[Tuple[List[RawFrame], int]], profile_format: str) 
     """A function turning our sealed Profile holding these stacks into the bytes we would send."""
     import os
 
-    from codeguru_agent.document import Frame, Profile, Provenance, build_document
-    from codeguru_agent.encoding import encode
+    from codeguru_agent.reporting.document import Frame, Profile, Provenance, build_document
+    from codeguru_agent.reporting.encoding import encode
 
     flat: Dict[Tuple[Any, ...], int] = {}
     for stack, count in stacks:
-        key = tuple(Frame(":".join(filter(None, (module_of(file), owner, name))), file, line)
-                    for name, owner, file, line in stack)
+        key = tuple(
+            Frame(":".join(filter(None, (module_of(file), owner, name))), file, line)
+            for name, owner, file, line in stack
+        )
         flat[key] = flat.get(key, 0) + count
     now_ms = int(time.time() * 1000)
-    profile = Profile(start_ms=now_ms - DURATION_MS, end_ms=now_ms, duration_ms=DURATION_MS, stacks=flat,
-                      num_times_sampled=DURATION_MS // 10, threads_seen=DURATION_MS // 10 * 8)
-    provenance = Provenance(fleet_info={"id": "3f2b8c1e-5a4d-4f8e-9b1a-2c7d6e0f9a8b", "type": "UNKNOWN", "vCPUs": 2},
-                            agent_version="0.1.0", agent_start_time="2025-01-01T00:00:00.000Z", process_id=os.getpid())
+    profile = Profile(
+        start_ms=now_ms - DURATION_MS,
+        end_ms=now_ms,
+        duration_ms=DURATION_MS,
+        stacks=flat,
+        num_times_sampled=DURATION_MS // 10,
+        threads_seen=DURATION_MS // 10 * 8,
+    )
+    provenance = Provenance(
+        fleet_info={"id": "3f2b8c1e-5a4d-4f8e-9b1a-2c7d6e0f9a8b", "type": "UNKNOWN", "vCPUs": 2},
+        agent_version="0.1.0",
+        agent_start_time="2025-01-01T00:00:00.000Z",
+        process_id=os.getpid(),
+    )
 
     def run() -> bytes:
         body: bytes = encode(build_document(profile, provenance), profile_format).body
@@ -177,8 +212,8 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _tree_shape(body: bytes, profile_format: str) -> Tuple[int, int]:
     """Call-graph nodes and depth of an encoded document, read back, as a check that all agree."""
-    from codeguru_agent.document import walk_callgraph
-    from codeguru_agent.encoding import decode
+    from codeguru_agent.reporting.document import walk_callgraph
+    from codeguru_agent.reporting.encoding import decode
 
     document = decode(body, "application/x-amzn-ion" if profile_format == "ion" else "application/json")
     paths = [path for path, _ in walk_callgraph(document["callgraph"])]
@@ -201,24 +236,31 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
     size = {arm: harness.median(harness.collect(outcomes[arm], "bytes")) for arm in ARMS}
     ms = {arm: harness.median(harness.collect(outcomes[arm], "ms")) for arm in ARMS}
     errors = {arm: harness.first_error(outcomes[arm]) for arm in ARMS}
-    shape = {arm: next((f"{o.value['nodes']} nodes, depth {o.value['depth']}" for o in outcomes[arm] if o.ok), "n/a")
-             for arm in ARMS}
+    shape = {
+        arm: next((f"{o.value['nodes']} nodes, depth {o.value['depth']}" for o in outcomes[arm] if o.ok), "n/a")
+        for arm in ARMS
+    }
     official = size["official"]
     rows = []
     for arm in ("ours-ion", "ours-json"):
         mine = size[arm]
         ratio = mine / official if official and mine is not None else None
         target = 0.4 if arm == "ours-ion" else None
-        rows.append(Row(
-            measure=f"profile bytes, official JSON vs our {arm.split('-')[1].upper()}",
-            official=fmt(official, "B", errors["official"]), ours=fmt(size[arm], "B", errors[arm]),
-            ratio="n/a" if ratio is None else f"{ratio:.3f}",
-            target="<= 0.4" if target else "(no target)",
-            met=None if ratio is None or target is None else ratio <= target))
-    table = Table(title=f"Encoding one profile ({shape['official']}), medians of {runs} processes",
-                  headers=("encoding", "bytes", "encode time", "call graph read back"),
-                  rows=[[arm, fmt(size[arm], "B", errors[arm]), fmt(ms[arm], "ms", errors[arm]), shape[arm]]
-                        for arm in ARMS])
+        rows.append(
+            Row(
+                measure=f"profile bytes, official JSON vs our {arm.split('-')[1].upper()}",
+                official=fmt(official, "B", errors["official"]),
+                ours=fmt(size[arm], "B", errors[arm]),
+                ratio="n/a" if ratio is None else f"{ratio:.3f}",
+                target="<= 0.4" if target else "(no target)",
+                met=None if ratio is None or target is None else ratio <= target,
+            )
+        )
+    table = Table(
+        title=f"Encoding one profile ({shape['official']}), medians of {runs} processes",
+        headers=("encoding", "bytes", "encode time", "call graph read back"),
+        rows=[[arm, fmt(size[arm], "B", errors[arm]), fmt(ms[arm], "ms", errors[arm]), shape[arm]] for arm in ARMS],
+    )
     return rows, [table], {arm: [o.value or o.error for o in outcomes[arm]] for arm in ARMS}
 
 

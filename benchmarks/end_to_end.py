@@ -93,8 +93,17 @@ def _parser() -> argparse.ArgumentParser:
 
 Arm = Tuple[str, int]
 ARMS: Final[Tuple[Arm, ...]] = (
-    ("none", 10), ("official", 10), ("ours", 10), ("ddtrace", 10), ("pyroscope", 10),
-    ("floor-wake", 10), ("floor-frames", 10), ("official", 1000), ("ours", 1000), ("none-again", 10))
+    ("none", 10),
+    ("official", 10),
+    ("ours", 10),
+    ("ddtrace", 10),
+    ("pyroscope", 10),
+    ("floor-wake", 10),
+    ("floor-frames", 10),
+    ("official", 1000),
+    ("ours", 1000),
+    ("none-again", 10),
+)
 """Alternated run by run, reversed every other run: ``none`` and ``none-again`` sit at the two ends,
 so the noise measured between them spans the whole of a round's drift."""
 
@@ -111,8 +120,14 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
             url = codeguru.url if agent in ("official", "ours") else other.url
             env = DDTRACE_ENV | {"DD_TRACE_AGENT_URL": other.url} if agent == "ddtrace" else None
             harness.log(f"  end to end: {name} ms run {run + 1}/{runs}")
-            outcomes[arm].append(harness.run_child("end_to_end.py", [
-                "--agent", agent, "--interval-ms", interval_text, "--url", url], timeout_s=90, env=env))
+            outcomes[arm].append(
+                harness.run_child(
+                    "end_to_end.py",
+                    ["--agent", agent, "--interval-ms", interval_text, "--url", url],
+                    timeout_s=90,
+                    env=env,
+                )
+            )
         uploads = other.counts()
         endpoint_kind = codeguru.kind
     baseline_runs = outcomes[("none", 10)]
@@ -120,8 +135,12 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
     wall = {arm: harness.median(harness.collect(outcomes[arm], "work_s")) for arm in arms}
     cpu = {arm: harness.median(harness.collect(outcomes[arm], "agent_cpu_s")) for arm in arms}
     samples = {arm: harness.median(harness.collect(outcomes[arm], "samples")) for arm in arms}
-    per_sample = {arm: harness.median(o.value["agent_cpu_s"] / o.value["samples"] for o in outcomes[arm]
-                                      if o.ok and o.value.get("samples")) for arm in arms}
+    per_sample = {
+        arm: harness.median(
+            o.value["agent_cpu_s"] / o.value["samples"] for o in outcomes[arm] if o.ok and o.value.get("samples")
+        )
+        for arm in arms
+    }
     paired = {arm: _paired_slowdowns(outcomes[arm], baseline_runs) for arm in arms}
     slowdown = {arm: harness.median(paired[arm]) for arm in arms}
     noise = paired[("none-again", 10)]
@@ -133,26 +152,47 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
     errors = {arm: harness.first_error(outcomes[arm]) for arm in arms}
     table = Table(
         title=f"End to end: {PARKED_THREADS[0]} threads parked at depth {PARKED_THREADS[1]}, CPU-bound main "
-              f"thread (~{work[('none', 10)] or 0:.2f} s), medians of {runs} runs; CodeGuru agents submit to our "
-              f"{endpoint_kind}, the others to a sink; floor-*: a thread that only wakes on a sampler's schedule "
-              f"(and reads sys._current_frames()); none-again: no agent, to show the noise",
-        headers=("agent", "rate", "agent CPU during the work", "samples taken", "agent CPU per sample",
-                 "work time", "slowdown vs no agent", "differs from noise? (p)", "main thread stalled",
-                 "wall time (incl. waiting for a CPU)", "runs ok"),
+        f"thread (~{work[('none', 10)] or 0:.2f} s), medians of {runs} runs; CodeGuru agents submit to our "
+        f"{endpoint_kind}, the others to a sink; floor-*: a thread that only wakes on a sampler's schedule "
+        f"(and reads sys._current_frames()); none-again: no agent, to show the noise",
+        headers=(
+            "agent",
+            "rate",
+            "agent CPU during the work",
+            "samples taken",
+            "agent CPU per sample",
+            "work time",
+            "slowdown vs no agent",
+            "differs from noise? (p)",
+            "main thread stalled",
+            "wall time (incl. waiting for a CPU)",
+            "runs ok",
+        ),
     )
     for arm in arms:
         agent, interval = arm
-        table.rows.append([
-            agent, "-" if agent.startswith("none") else f"{1000 // interval}/s", fmt(cpu[arm], "s", errors[arm]),
-            fmt(samples[arm]), _us(per_sample[arm]),
-            fmt(work[arm], "s", errors[arm]), _percent(slowdown[arm]),
-            "-" if agent.startswith("none") else _p_text(p_values[arm]), _percent(stall[arm]),
-            fmt(wall[arm], "s", errors[arm]),
-            f"{sum(o.ok for o in outcomes[arm])}/{len(outcomes[arm])}"])
-    rows = _cpu_rows(cpu, per_sample, errors) + _slowdown_rows(slowdown, p_values, stall, stall_p,
-                                                               harness.median(no_agent_stalls))
-    raw = {"uploads_to_sink": uploads, "runs": {f"{a}@{i}": [o.value or o.error for o in outcomes[(a, i)]]
-                                                for a, i in arms}}
+        table.rows.append(
+            [
+                agent,
+                "-" if agent.startswith("none") else f"{1000 // interval}/s",
+                fmt(cpu[arm], "s", errors[arm]),
+                fmt(samples[arm]),
+                _us(per_sample[arm]),
+                fmt(work[arm], "s", errors[arm]),
+                _percent(slowdown[arm]),
+                "-" if agent.startswith("none") else _p_text(p_values[arm]),
+                _percent(stall[arm]),
+                fmt(wall[arm], "s", errors[arm]),
+                f"{sum(o.ok for o in outcomes[arm])}/{len(outcomes[arm])}",
+            ]
+        )
+    rows = _cpu_rows(cpu, per_sample, errors) + _slowdown_rows(
+        slowdown, p_values, stall, stall_p, harness.median(no_agent_stalls)
+    )
+    raw = {
+        "uploads_to_sink": uploads,
+        "runs": {f"{a}@{i}": [o.value or o.error for o in outcomes[(a, i)]] for a, i in arms},
+    }
     return rows, [table], raw
 
 
@@ -162,8 +202,11 @@ def _paired_slowdowns(runs: List[harness.Outcome], baseline: List[harness.Outcom
     Each round runs every arm back to back, so pairing by round cancels slow drifts in the
     machine's load that medians of the two arms alone would not.
     """
-    return [run.value["work_own_s"] / base.value["work_own_s"] - 1
-            for run, base in zip(runs, baseline) if run.ok and base.ok]
+    return [
+        run.value["work_own_s"] / base.value["work_own_s"] - 1
+        for run, base in zip(runs, baseline)
+        if run.ok and base.ok
+    ]
 
 
 def _stalls(runs: List[harness.Outcome]) -> List[float]:
@@ -173,8 +216,9 @@ def _stalls(runs: List[harness.Outcome]) -> List[float]:
     the part of the slowdown an agent causes directly, which the speed of a shared CPU, varying
     by a tenth from one second to the next, blurs far less than it blurs the work time.
     """
-    return [run.value["work_own_s"] / run.value["main_cpu_s"] - 1
-            for run in runs if run.ok and run.value.get("main_cpu_s")]
+    return [
+        run.value["work_own_s"] / run.value["main_cpu_s"] - 1 for run in runs if run.ok and run.value.get("main_cpu_s")
+    ]
 
 
 SIGNIFICANCE: Final = 0.05
@@ -202,8 +246,9 @@ def _p_value(sample: List[float], noise: List[float], rounds: int = 20_000) -> O
     return (hits + 1) / (rounds + 1)
 
 
-def _cpu_rows(cpu: Dict[Arm, Optional[float]], per_sample: Dict[Arm, Optional[float]],
-              errors: Dict[Arm, Optional[str]]) -> List[Row]:
+def _cpu_rows(
+    cpu: Dict[Arm, Optional[float]], per_sample: Dict[Arm, Optional[float]], errors: Dict[Arm, Optional[str]]
+) -> List[Row]:
     """The agent's own CPU against the official agent's and ddtrace's, and the floor's against it."""
     official, ours, ddtrace = cpu[("official", 10)], cpu[("ours", 10)], cpu[("ddtrace", 10)]
     floor = cpu[("floor-frames", 10)]
@@ -212,27 +257,41 @@ def _cpu_rows(cpu: Dict[Arm, Optional[float]], per_sample: Dict[Arm, Optional[fl
     below_ddtrace = None if ours is None or ddtrace is None else ours < ddtrace
     met = None if ratio is None else ratio <= 0.1 and below_ddtrace is not False
     theirs_each, ours_each = per_sample[("official", 10)], per_sample[("ours", 10)]
-    return [Row(
-        measure="end to end, agent CPU while the work runs, 100/s",
-        official=fmt(official, "s", errors[("official", 10)]), ours=fmt(ours, "s", errors[("ours", 10)]),
-        ratio="n/a" if ratio is None else f"{ratio:.3f}", target="<= 1/10 and < ddtrace", met=met,
-        note=f"ddtrace {fmt(ddtrace, 's', errors[('ddtrace', 10)])}, "
-             f"pyroscope {fmt(cpu[('pyroscope', 10)], 's', errors[('pyroscope', 10)])}; per sample taken: official "
-             f"{_us(theirs_each)}, ours {_us(ours_each)} (the official agent's fixed delay "
-             f"takes fewer samples than asked for)"), Row(
-        measure="end to end, the floor: a thread that only wakes 100/s and calls sys._current_frames(), 100/s",
-        official=fmt(official, "s", errors[("official", 10)]), ours=fmt(floor, "s", errors[("floor-frames", 10)]),
-        ratio="n/a" if floor_ratio is None else f"{floor_ratio:.3f}", target="(for reference)",
-        verdict="n/a" if floor_ratio is None else f"floor {'above' if floor_ratio > 0.1 else 'at or below'} 1/10",
-        note=f"per wake-up: {_us(per_sample[('floor-frames', 10)])}; waking and taking the GIL alone "
-             f"{fmt(cpu[('floor-wake', 10)], 's', errors[('floor-wake', 10)])}, "
-             f"{_us(per_sample[('floor-wake', 10)])} per wake-up: what any sampler written in Python pays "
-             "before it walks a stack")]
+    return [
+        Row(
+            measure="end to end, agent CPU while the work runs, 100/s",
+            official=fmt(official, "s", errors[("official", 10)]),
+            ours=fmt(ours, "s", errors[("ours", 10)]),
+            ratio="n/a" if ratio is None else f"{ratio:.3f}",
+            target="<= 1/10 and < ddtrace",
+            met=met,
+            note=f"ddtrace {fmt(ddtrace, 's', errors[('ddtrace', 10)])}, "
+            f"pyroscope {fmt(cpu[('pyroscope', 10)], 's', errors[('pyroscope', 10)])}; per sample taken: official "
+            f"{_us(theirs_each)}, ours {_us(ours_each)} (the official agent's fixed delay "
+            f"takes fewer samples than asked for)",
+        ),
+        Row(
+            measure="end to end, the floor: a thread that only wakes 100/s and calls sys._current_frames(), 100/s",
+            official=fmt(official, "s", errors[("official", 10)]),
+            ours=fmt(floor, "s", errors[("floor-frames", 10)]),
+            ratio="n/a" if floor_ratio is None else f"{floor_ratio:.3f}",
+            target="(for reference)",
+            verdict="n/a" if floor_ratio is None else f"floor {'above' if floor_ratio > 0.1 else 'at or below'} 1/10",
+            note=f"per wake-up: {_us(per_sample[('floor-frames', 10)])}; waking and taking the GIL alone "
+            f"{fmt(cpu[('floor-wake', 10)], 's', errors[('floor-wake', 10)])}, "
+            f"{_us(per_sample[('floor-wake', 10)])} per wake-up: what any sampler written in Python pays "
+            "before it walks a stack",
+        ),
+    ]
 
 
-def _slowdown_rows(slowdown: Dict[Arm, Optional[float]], p_values: Dict[Arm, Optional[float]],
-                   stall: Dict[Arm, Optional[float]], stall_p: Dict[Arm, Optional[float]],
-                   no_agent_stall: Optional[float]) -> List[Row]:
+def _slowdown_rows(
+    slowdown: Dict[Arm, Optional[float]],
+    p_values: Dict[Arm, Optional[float]],
+    stall: Dict[Arm, Optional[float]],
+    stall_p: Dict[Arm, Optional[float]],
+    no_agent_stall: Optional[float],
+) -> List[Row]:
     """The slowdown at 100/s against 1%, and at 1/s against no agent at all.
 
     The work time is noisy; the stall much less so. At 100/s the verdict is NO once the stall
@@ -254,20 +313,30 @@ def _slowdown_rows(slowdown: Dict[Arm, Optional[float]], p_values: Dict[Arm, Opt
             work_p, stall_p_value = p_values[ours_arm], stall_p[ours_arm]
             if work_p is not None and stall_p_value is not None:
                 verdict = work_p >= SIGNIFICANCE and stall_p_value >= SIGNIFICANCE
-        note = (f"slowdown paired with the no-agent run of the same round (work time less the main thread's wait "
-                f"for a CPU), {_p_phrase(p_values[ours_arm])} that runs without an agent differ this much "
-                f"(no agent against no agent: {_percent(slowdown[('none-again', 10)])}); stalled: the main thread's "
-                f"time waiting for the GIL over its CPU time, {_p_phrase(stall_p[ours_arm])} against runs without "
-                f"an agent ({_percent(no_agent_stall)})")
+        note = (
+            f"slowdown paired with the no-agent run of the same round (work time less the main thread's wait "
+            f"for a CPU), {_p_phrase(p_values[ours_arm])} that runs without an agent differ this much "
+            f"(no agent against no agent: {_percent(slowdown[('none-again', 10)])}); stalled: the main thread's "
+            f"time waiting for the GIL over its CPU time, {_p_phrase(stall_p[ours_arm])} against runs without "
+            f"an agent ({_percent(no_agent_stall)})"
+        )
         if interval == 10:
-            note += (f"; floors: a thread that only wakes stalls it {_percent(stall[('floor-wake', 10)])}, "
-                     f"one that also reads the frames {_percent(stall[('floor-frames', 10)])}: every sample "
-                     "wakes the sampler and then the main thread again, and a Python sampler cannot avoid either")
-        rows.append(Row(
-            measure=f"end to end, slowdown of the work, {1000 // interval}/s",
-            official=f"{_percent(slowdown[official_arm])} (stalled {_percent(stall[official_arm])})",
-            ours=f"{_percent(mine)} (stalled {_percent(my_stall)})", ratio="",
-            target="<= 1%" if interval == 10 else "as no agent (p >= 0.05)", met=verdict, note=note))
+            note += (
+                f"; floors: a thread that only wakes stalls it {_percent(stall[('floor-wake', 10)])}, "
+                f"one that also reads the frames {_percent(stall[('floor-frames', 10)])}: every sample "
+                "wakes the sampler and then the main thread again, and a Python sampler cannot avoid either"
+            )
+        rows.append(
+            Row(
+                measure=f"end to end, slowdown of the work, {1000 // interval}/s",
+                official=f"{_percent(slowdown[official_arm])} (stalled {_percent(stall[official_arm])})",
+                ours=f"{_percent(mine)} (stalled {_percent(my_stall)})",
+                ratio="",
+                target="<= 1%" if interval == 10 else "as no agent (p >= 0.05)",
+                met=verdict,
+                note=note,
+            )
+        )
     return rows
 
 

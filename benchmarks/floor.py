@@ -27,7 +27,7 @@ INTERVAL_S = 0.01
 def _child() -> None:
     """One measurement in this process; prints ``name value`` lines."""
     from codeguru_agent.config import AgentConfig
-    from codeguru_agent.sampler import Sampler
+    from codeguru_agent.sampling.sampler import Sampler
 
     workloads.app_steps()
     parked = workloads.ParkedThreads(20, 30)
@@ -68,8 +68,9 @@ def main() -> None:
         _child()
     figures: Dict[str, List[float]] = {}
     for run in range(args.runs):
-        done = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True,
-                              timeout=120, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child"], capture_output=True, text=True, timeout=120, check=True
+        )
         for line in done.stdout.splitlines():
             name, value = line.split()
             figures.setdefault(name, []).append(float(value))

@@ -50,8 +50,7 @@ def python() -> str:
     return sys.executable
 
 
-def run_child(script: str, args: Sequence[str], timeout_s: float,
-              env: Optional[Mapping[str, str]] = None) -> Outcome:
+def run_child(script: str, args: Sequence[str], timeout_s: float, env: Optional[Mapping[str, str]] = None) -> Outcome:
     """Run ``python script args`` in benchmarks/ and parse its RESULT line."""
     child_env = dict(os.environ)
     child_env.update(DUMMY_AWS_ENV)
@@ -60,14 +59,21 @@ def run_child(script: str, args: Sequence[str], timeout_s: float,
         child_env.update(env)
     started = time.perf_counter()
     try:
-        done = subprocess.run([python(), str(HERE / script), *args], cwd=HERE, env=child_env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [python(), str(HERE / script), *args],
+            cwd=HERE,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         return Outcome(error=f"timed out after {timeout_s:.0f} s", wall_s=time.perf_counter() - started)
     wall = time.perf_counter() - started
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            value = json.loads(line[len(RESULT_PREFIX):])
+            value = json.loads(line[len(RESULT_PREFIX) :])
             if "error" in value:
                 return Outcome(error=str(value["error"]), wall_s=wall)
             return Outcome(value=value, wall_s=wall)
@@ -95,7 +101,7 @@ def child_main(measure: Callable[[argparse.Namespace], Dict[str, Any]], parser: 
 def alternate(arms: Sequence[str], runs: int) -> Iterable[tuple[int, str]]:
     """(run, arm) pairs, reversing the arms' order every other run so neither always goes first."""
     for run in range(runs):
-        for arm in (arms if run % 2 == 0 else list(reversed(arms))):
+        for arm in arms if run % 2 == 0 else list(reversed(arms)):
             yield run, arm
 
 
@@ -132,11 +138,17 @@ class Endpoint:
         self._process: Optional[subprocess.Popen[str]] = None
         self.url = ""
 
-    def __enter__(self) -> "Endpoint":
+    def __enter__(self) -> Endpoint:
         import selectors
 
-        self._process = subprocess.Popen(self._command, cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, text=True)
+        self._process = subprocess.Popen(
+            self._command,
+            cwd=HERE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self._process.stdout is not None
         selector = selectors.DefaultSelector()
         selector.register(self._process.stdout, selectors.EVENT_READ)
@@ -181,8 +193,11 @@ def codeguru_endpoint() -> Iterator[Endpoint]:
     OUT_DIR.mkdir(exist_ok=True)
     database = OUT_DIR / f"collector-{os.getpid()}.db"
     database.unlink(missing_ok=True)
-    endpoint = Endpoint([python(), "-m", "codeguru_agent.collector", "--port", "0", "--db", str(database),
-                         "--auto-create"], startup_timeout_s=15, kind="collector")
+    endpoint = Endpoint(
+        [python(), "-m", "codeguru_agent.collector", "--port", "0", "--db", str(database), "--auto-create"],
+        startup_timeout_s=15,
+        kind="collector",
+    )
     try:
         endpoint.__enter__()
     except (RuntimeError, OSError):

@@ -141,14 +141,21 @@ def suite(runs: int, rounds: int) -> Tuple[List[Row], Dict[str, Any]]:
     official, ours = added["official"], added["ours"]
     limit = MEMORY_LIMIT_MB
     met = None if ours is None else ours <= limit and (official is None or ours < official)
-    note = (f"{rounds * WORKERS:,} thread-samples, nearly all on new stacks, in one interval; workload's own growth "
-            f"{workload:.1f} MB subtracted; our own estimate {fmt(estimate, 'MB')}")
+    note = (
+        f"{rounds * WORKERS:,} thread-samples, nearly all on new stacks, in one interval; workload's own growth "
+        f"{workload:.1f} MB subtracted; our own estimate {fmt(estimate, 'MB')}"
+    )
     if stopped:
         note += f"; the official agent stopped with {stopped}"
-    row = Row(measure="memory: added peak RSS, many distinct stacks",
-              official=fmt(official, "MB", errors["official"]), ours=fmt(ours, "MB", errors["ours"]),
-              ratio="n/a" if not official or ours is None else f"{ours / official:.3f}",
-              target=f"<= {limit:g} MB bound and < official", met=met, note=note)
+    row = Row(
+        measure="memory: added peak RSS, many distinct stacks",
+        official=fmt(official, "MB", errors["official"]),
+        ours=fmt(ours, "MB", errors["ours"]),
+        ratio="n/a" if not official or ours is None else f"{ours / official:.3f}",
+        target=f"<= {limit:g} MB bound and < official",
+        met=met,
+        note=note,
+    )
     return [row], {arm: [o.value or o.error for o in outcomes[arm]] for arm in ARMS}
 
 

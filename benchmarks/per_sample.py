@@ -96,14 +96,30 @@ def suite(runs: int, budget_s: float) -> Tuple[List[Row], Dict[str, Any]]:
         outcomes: Dict[str, List[harness.Outcome]] = {arm: [] for arm in ARMS}
         for run, arm in harness.alternate(ARMS, runs):
             harness.log(f"  {label}: {arm} run {run + 1}/{runs}")
-            outcomes[arm].append(harness.run_child("per_sample.py", [
-                "--agent", arm, "--mode", mode, "--threads", str(threads), "--depth", str(depth),
-                "--budget-s", str(budget_s)], timeout_s=180))
+            outcomes[arm].append(
+                harness.run_child(
+                    "per_sample.py",
+                    [
+                        "--agent",
+                        arm,
+                        "--mode",
+                        mode,
+                        "--threads",
+                        str(threads),
+                        "--depth",
+                        str(depth),
+                        "--budget-s",
+                        str(budget_s),
+                    ],
+                    timeout_s=180,
+                )
+            )
         figures = {arm: harness.median(harness.collect(outcomes[arm], "cpu_us")) for arm in ARMS}
         errors = {arm: harness.first_error(outcomes[arm]) for arm in ARMS}
         note = _moved_note(outcomes["official"] + outcomes["ours"]) if mode == "changing" else ""
-        rows.append(ratio_row(label, figures["official"], figures["ours"], unit="us", target=target,
-                              errors=errors, note=note))
+        rows.append(
+            ratio_row(label, figures["official"], figures["ours"], unit="us", target=target, errors=errors, note=note)
+        )
         raw[f"{mode}-{threads}x{depth}"] = {arm: [o.value or o.error for o in outcomes[arm]] for arm in ARMS}
     return rows, raw
 

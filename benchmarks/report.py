@@ -50,8 +50,15 @@ def fmt(value: Optional[float], unit: str = "", error: Optional[str] = None) -> 
     return f"{text} {unit}".strip()
 
 
-def ratio_row(measure: str, official: Optional[float], ours: Optional[float], unit: str, target: float,
-              errors: Optional[Mapping[str, Optional[str]]] = None, note: str = "") -> Row:
+def ratio_row(
+    measure: str,
+    official: Optional[float],
+    ours: Optional[float],
+    unit: str,
+    target: float,
+    errors: Optional[Mapping[str, Optional[str]]] = None,
+    note: str = "",
+) -> Row:
     """A row whose target is a ceiling on ours / official."""
     errors = errors or {}
     ratio = ours / official if official and ours is not None else None
@@ -73,7 +80,9 @@ def _ratio_text(ratio: Optional[float]) -> str:
 
 
 def _fraction_text(target: float) -> str:
-    return f"1/{round(1 / target)}" if 0 < target < 0.5 and abs(1 / target - round(1 / target)) < 1e-9 else f"{target:g}"
+    return (
+        f"1/{round(1 / target)}" if 0 < target < 0.5 and abs(1 / target - round(1 / target)) < 1e-9 else f"{target:g}"
+    )
 
 
 def met_text(met: Optional[bool]) -> str:
@@ -132,8 +141,9 @@ def _version(distribution: str) -> str:
 
 def _commit() -> str:
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=RESULTS_PATH.parent)
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=RESULTS_PATH.parent
+        )
         return done.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

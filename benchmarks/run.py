@@ -39,10 +39,24 @@ class Plan:
     memory_rounds: int
 
 
-FULL: Final = Plan(per_sample_runs=5, per_sample_budget_s=1.0, end_to_end_runs=9, startup_runs=7, encode_runs=5,
-                   memory_runs=3, memory_rounds=2500)
-QUICK: Final = Plan(per_sample_runs=2, per_sample_budget_s=0.4, end_to_end_runs=2, startup_runs=3, encode_runs=2,
-                    memory_runs=1, memory_rounds=800)
+FULL: Final = Plan(
+    per_sample_runs=5,
+    per_sample_budget_s=1.0,
+    end_to_end_runs=9,
+    startup_runs=7,
+    encode_runs=5,
+    memory_runs=3,
+    memory_rounds=2500,
+)
+QUICK: Final = Plan(
+    per_sample_runs=2,
+    per_sample_budget_s=0.4,
+    end_to_end_runs=2,
+    startup_runs=3,
+    encode_runs=2,
+    memory_runs=1,
+    memory_rounds=800,
+)
 SUITES: Final = ("correctness", "per-sample", "startup", "encode", "memory", "end-to-end")
 
 Result = Tuple[List[report.Row], List[report.Table], Dict[str, Any]]

@@ -40,19 +40,28 @@ def start_agent(agent: str, interval_ms: int, url: str) -> Any:
 
         from codeguru_profiler_agent import Profiler
 
-        profiler = Profiler(profiling_group_name="bench", region_name="us-east-1", environment_override={
-            "cpu_limit_percentage": 100,  # else it stops itself once sampling passes 10% of the interval
-            "sampling_interval": timedelta(milliseconds=interval_ms),
-            "endpoint_url": url,
-        })
+        profiler = Profiler(
+            profiling_group_name="bench",
+            region_name="us-east-1",
+            environment_override={
+                "cpu_limit_percentage": 100,  # else it stops itself once sampling passes 10% of the interval
+                "sampling_interval": timedelta(milliseconds=interval_ms),
+                "endpoint_url": url,
+            },
+        )
         if not profiler.start():
             raise RuntimeError("the official agent refused to start")
         return profiler
     if agent == "ours":
         import codeguru_agent
 
-        return codeguru_agent.start(profiling_group_name="bench", sampling_interval_ms=interval_ms,
-                                    endpoint_url=url, region_name="us-east-1", cpu_limit_percent=100)
+        return codeguru_agent.start(
+            profiling_group_name="bench",
+            sampling_interval_ms=interval_ms,
+            endpoint_url=url,
+            region_name="us-east-1",
+            cpu_limit_percent=100,
+        )
     if agent == "ddtrace":
         import ddtrace.profiling.auto  # noqa: F401  # starts the profiler configured by DDTRACE_ENV
         from ddtrace.internal.datadog.profiling import stack

@@ -50,16 +50,22 @@ def suite(runs: int) -> tuple[list, dict]:
             outcomes: dict[str, list[harness.Outcome]] = {arm: [] for arm in ARMS}
             for run, arm in harness.alternate(ARMS, runs):
                 harness.log(f"  {what}: {arm} run {run + 1}/{runs}")
-                outcomes[arm].append(harness.run_child("startup.py", [CHILD_FLAG, arm, what, endpoint.url],
-                                                       timeout_s=60))
+                outcomes[arm].append(
+                    harness.run_child("startup.py", [CHILD_FLAG, arm, what, endpoint.url], timeout_s=60)
+                )
             figures = {arm: harness.median(harness.collect(outcomes[arm], "ms")) for arm in ARMS}
             errors = {arm: harness.first_error(outcomes[arm]) for arm in ARMS}
             official, ours = figures["official"], figures["ours"]
-            rows.append(Row(
-                measure="import time (fresh process)" if what == "import" else "start() on the host's thread",
-                official=fmt(official, "ms", errors["official"]), ours=fmt(ours, "ms", errors["ours"]),
-                ratio="n/a" if not official or ours is None else f"{ours / official:.3f}",
-                target=f"< {target_ms:g} ms", met=None if ours is None else ours < target_ms))
+            rows.append(
+                Row(
+                    measure="import time (fresh process)" if what == "import" else "start() on the host's thread",
+                    official=fmt(official, "ms", errors["official"]),
+                    ours=fmt(ours, "ms", errors["ours"]),
+                    ratio="n/a" if not official or ours is None else f"{ours / official:.3f}",
+                    target=f"< {target_ms:g} ms",
+                    met=None if ours is None else ours < target_ms,
+                )
+            )
             raw[what] = {arm: [o.value or o.error for o in outcomes[arm]] for arm in ARMS}
     return rows, raw
 

@@ -129,8 +129,7 @@ class BusyThreads:
         self._depth = depth
         self.progress: List[int] = [0] * count
         self._threads = [
-            threading.Thread(target=self._loop, args=(n, seed + n), name=f"busy-{n}", daemon=True)
-            for n in range(count)
+            threading.Thread(target=self._loop, args=(n, seed + n), name=f"busy-{n}", daemon=True) for n in range(count)
         ]
         for thread in self._threads:
             thread.start()

@@ -25,10 +25,32 @@ CATALOG_SIZE = 400
 PROMOTIONS = 60_000
 INVENTORY_LOOKUP_S = 0.005
 PAYMENT_WAIT_S = 0.015
-PRODUCT_WORDS = ("steel", "bracket", "walnut", "cable", "sensor", "mount", "gasket", "valve", "oak", "copper",
-                 "hinge", "panel", "filter", "spring", "rotor", "clamp", "glass", "lever", "seal", "frame")
-TERMS = ("payable within 30 days of delivery; goods remain the property of the seller until paid in full; "
-         "returns accepted within 30 days in the original packaging.")
+PRODUCT_WORDS = (
+    "steel",
+    "bracket",
+    "walnut",
+    "cable",
+    "sensor",
+    "mount",
+    "gasket",
+    "valve",
+    "oak",
+    "copper",
+    "hinge",
+    "panel",
+    "filter",
+    "spring",
+    "rotor",
+    "clamp",
+    "glass",
+    "lever",
+    "seal",
+    "frame",
+)
+TERMS = (
+    "payable within 30 days of delivery; goods remain the property of the seller until paid in full; "
+    "returns accepted within 30 days in the original packaging."
+)
 REGIONS = {"EU": 0.20, "US": 0.07, "UK": 0.175, "JP": 0.10}
 
 
@@ -66,6 +88,7 @@ class Receipt:
 
 
 # --- the inventory service: a tiny HTTP server on 127.0.0.1 -------------------------------------
+
 
 class InventoryHandler(BaseHTTPRequestHandler):
     """GET /stock/<sku>,<sku>,... answers {sku: units available} after a database-like delay."""
@@ -111,6 +134,7 @@ class InventoryClient:
 
 
 # --- the work on each order ---------------------------------------------------------------------
+
 
 class PaymentGateway:
     """A remote payment provider: authorising a card is a wait for its callback."""
@@ -159,9 +183,11 @@ def render_invoice(order: Order, total: float) -> bytes:
     for line, item in enumerate(order.items, 1):
         number = int(item.sku[4:])
         words = [PRODUCT_WORDS[(number * 7 + k * 13) % len(PRODUCT_WORDS)] for k in range(5)]
-        lines.append(f"{line:>3}. {item.sku} {' '.join(words)}: {item.quantity} x {item.unit_price:.2f} = "
-                     f"{item.quantity * item.unit_price:.2f} (batch {number * 7919 % 100_000:05d}, "
-                     f"lot {order.order_id * 104_729 % 1_000_000:06d})")
+        lines.append(
+            f"{line:>3}. {item.sku} {' '.join(words)}: {item.quantity} x {item.unit_price:.2f} = "
+            f"{item.quantity * item.unit_price:.2f} (batch {number * 7919 % 100_000:05d}, "
+            f"lot {order.order_id * 104_729 % 1_000_000:06d})"
+        )
     lines.append(f"Total due: {total:.2f}, {TERMS}")
     return "\n".join(lines).encode()
 
@@ -175,8 +201,7 @@ def compress_invoice(data: bytes, window: int = 255) -> bytes:
         best_length = best_offset = 0
         for start in range(max(0, position - window), position):
             length = 0
-            while (length < 255 and position + length < len(data)
-                   and data[start + length] == data[position + length]):
+            while length < 255 and position + length < len(data) and data[start + length] == data[position + length]:
                 length += 1
             if length > best_length:
                 best_length, best_offset = length, position - start
@@ -204,19 +229,20 @@ def sign_invoice(data: bytes, key: bytes, rounds: int = 160) -> str:
     return f"{digest:016x}"
 
 
-def process_order(order: Order, inventory: InventoryClient, gateway: PaymentGateway,
-                  promotions: List[Promotion]) -> Receipt:
+def process_order(
+    order: Order, inventory: InventoryClient, gateway: PaymentGateway, promotions: List[Promotion]
+) -> Receipt:
     available = check_inventory(order, inventory)
     total = price_order(order, promotions)
     gateway.authorize(order, total)
     invoice = compress_invoice(render_invoice(order, total))
     signature = sign_invoice(invoice, key=b"order-pipeline-demo")
-    return Receipt(order.order_id, total, not available, len(invoice), signature,
-                   time.monotonic() - order.received_at)
+    return Receipt(order.order_id, total, not available, len(invoice), signature, time.monotonic() - order.received_at)
 
 
-def worker_loop(orders: "queue.Queue[Optional[Order]]", receipts: List[Receipt], port: int,
-                promotions: List[Promotion]) -> None:
+def worker_loop(
+    orders: queue.Queue[Optional[Order]], receipts: List[Receipt], port: int, promotions: List[Promotion]
+) -> None:
     inventory = InventoryClient(port)
     gateway = PaymentGateway()
     try:
@@ -231,23 +257,27 @@ def worker_loop(orders: "queue.Queue[Optional[Order]]", receipts: List[Receipt],
 
 # --- the job ------------------------------------------------------------------------------------
 
-def take_orders(orders: "queue.Queue[Optional[Order]]", rng: random.Random, seconds: float,
-                per_second: float) -> int:
+
+def take_orders(orders: queue.Queue[Optional[Order]], rng: random.Random, seconds: float, per_second: float) -> int:
     """Queue orders as they arrive until time is up; returns how many."""
     deadline = time.monotonic() + seconds
     count = 0
     while time.monotonic() < deadline:
         time.sleep(rng.expovariate(per_second))
         count += 1
-        items = tuple(Item(f"SKU-{rng.randrange(CATALOG_SIZE):04d}", rng.randint(1, 12),
-                           round(rng.uniform(2.0, 400.0), 2)) for _ in range(rng.randint(1, 4)))
+        items = tuple(
+            Item(f"SKU-{rng.randrange(CATALOG_SIZE):04d}", rng.randint(1, 12), round(rng.uniform(2.0, 400.0), 2))
+            for _ in range(rng.randint(1, 4))
+        )
         orders.put(Order(count, f"customer-{rng.randrange(1000):03d}", rng.choice(list(REGIONS)), items))
     return count
 
 
 def make_promotions(rng: random.Random) -> List[Promotion]:
-    return [Promotion(f"SKU-{rng.randrange(CATALOG_SIZE // 10):03d}", rng.randint(1, 6), rng.choice((5, 10, 15, 25)))
-            for _ in range(PROMOTIONS)]
+    return [
+        Promotion(f"SKU-{rng.randrange(CATALOG_SIZE // 10):03d}", rng.randint(1, 6), rng.choice((5, 10, 15, 25)))
+        for _ in range(PROMOTIONS)
+    ]
 
 
 def main() -> None:
@@ -261,11 +291,16 @@ def main() -> None:
     rng = random.Random(options.seed)
     server = start_inventory_service(rng)
     promotions = make_promotions(rng)
-    orders: "queue.Queue[Optional[Order]]" = queue.Queue(maxsize=4 * options.workers)
+    orders: queue.Queue[Optional[Order]] = queue.Queue(maxsize=4 * options.workers)
     receipts: List[Receipt] = []
-    workers = [threading.Thread(target=worker_loop, name=f"order-worker-{n + 1}",
-                                args=(orders, receipts, server.server_address[1], promotions))
-               for n in range(options.workers)]
+    workers = [
+        threading.Thread(
+            target=worker_loop,
+            name=f"order-worker-{n + 1}",
+            args=(orders, receipts, server.server_address[1], promotions),
+        )
+        for n in range(options.workers)
+    ]
     started = time.monotonic()
     for worker in workers:
         worker.start()
@@ -279,10 +314,14 @@ def main() -> None:
 
     latencies_ms = sorted(receipt.latency_s * 1000 for receipt in receipts)
     print(f"processed {len(receipts)} of {taken} orders in {elapsed:.1f} s with {options.workers} workers")
-    print(f"  revenue {sum(r.total for r in receipts):,.2f}, {sum(r.backordered for r in receipts)} backordered, "
-          f"invoices {sum(r.invoice_bytes for r in receipts) / 1024:.0f} KiB compressed")
-    print(f"  latency median {statistics.median(latencies_ms):.0f} ms, "
-          f"p95 {latencies_ms[int(len(latencies_ms) * 0.95)]:.0f} ms")
+    print(
+        f"  revenue {sum(r.total for r in receipts):,.2f}, {sum(r.backordered for r in receipts)} backordered, "
+        f"invoices {sum(r.invoice_bytes for r in receipts) / 1024:.0f} KiB compressed"
+    )
+    print(
+        f"  latency median {statistics.median(latencies_ms):.0f} ms, "
+        f"p95 {latencies_ms[int(len(latencies_ms) * 0.95)]:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from support.collector_client import CollectorHandle, spawn_collector
 

@@ -15,11 +15,14 @@ from support.programs import (
     write_program,
 )
 
-AUTO_PROGRAM = """
+AUTO_PROGRAM = (
+    """
 import logging, sys
 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 import codeguru_agent.auto
-""" + CRUNCH + """
+"""
+    + CRUNCH
+    + """
 def nightly_report():
     crunch(0.5)
 
@@ -27,19 +30,22 @@ nightly_report()
 print("running" if codeguru_agent.auto.profiler.is_running() else "not profiled")
 sys.exit(5)
 """
+)
 
 
 def run_program(program: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(program)], check=False, env=env, capture_output=True, text=True,
-                          timeout=PROGRAM_TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, str(program)], check=False, env=env, capture_output=True, text=True, timeout=PROGRAM_TIMEOUT_S
+    )
 
 
 def test_the_environment_alone_starts_the_profiler(tmp_path: Path) -> None:
     program = write_program(tmp_path, AUTO_PROGRAM)
     out = tmp_path / "out"
 
-    done = run_program(program, clean_env(tmp_path, AWS_CODEGURU_PROFILER_LOCAL_DIR=out,
-                                          AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5))
+    done = run_program(
+        program, clean_env(tmp_path, AWS_CODEGURU_PROFILER_LOCAL_DIR=out, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5)
+    )
 
     assert done.returncode == 5
     assert done.stdout == "running\n"
@@ -64,8 +70,9 @@ def test_disabled_by_the_environment_it_does_nothing(tmp_path: Path) -> None:
     program = write_program(tmp_path, AUTO_PROGRAM)
     out = tmp_path / "out"
 
-    done = run_program(program, clean_env(tmp_path, AWS_CODEGURU_PROFILER_ENABLED="false",
-                                          AWS_CODEGURU_PROFILER_LOCAL_DIR=out))
+    done = run_program(
+        program, clean_env(tmp_path, AWS_CODEGURU_PROFILER_ENABLED="false", AWS_CODEGURU_PROFILER_LOCAL_DIR=out)
+    )
 
     assert done.returncode == 5
     assert done.stdout == "not profiled\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from codeguru_agent.deepjson import loads, loads_iteratively
+
+from codeguru_agent.reporting.deepjson import loads, loads_iteratively
 
 SAMPLES = [
     '{"start": 1, "end": 2.5e3, "callgraph": {"children": {"a:b": {"counts": {"WALL_TIME": 3}, "line": [1, 9]}}}}',

@@ -8,26 +8,47 @@ import sys
 
 import pytest
 
-from codeguru_agent import encoding
-from codeguru_agent.document import (AGENT_TYPE, ERROR_COUNTERS, Frame, Profile, Provenance, build_callgraph,
-                                     build_document, merge_callgraph, total_count)
+from codeguru_agent.reporting import encoding
+from codeguru_agent.reporting.document import (
+    AGENT_TYPE,
+    ERROR_COUNTERS,
+    Frame,
+    Profile,
+    Provenance,
+    build_callgraph,
+    build_document,
+    merge_callgraph,
+    total_count,
+)
 
 MAIN = Frame("app.main:<module>", "/srv/app/app/main.py", 10)
 
 
 def provenance(**errors: int) -> Provenance:
-    return Provenance(fleet_info={"id": "host-1", "type": "UNKNOWN", "vCPUs": 2}, agent_version="1.0",
-                      agent_start_time="2026-01-01T00:00:00.000Z", process_id=42, errors=errors)
+    return Provenance(
+        fleet_info={"id": "host-1", "type": "UNKNOWN", "vCPUs": 2},
+        agent_version="1.0",
+        agent_start_time="2026-01-01T00:00:00.000Z",
+        process_id=42,
+        errors=errors,
+    )
 
 
 def profile(stacks: dict, ticks: int = 10, duration_ms: int = 2000) -> Profile:
-    return Profile(start_ms=1_000, end_ms=1_000 + duration_ms, duration_ms=duration_ms, stacks=stacks,
-                   num_times_sampled=ticks, threads_seen=2 * ticks, cpu_time_s=0.5, agent_cpu_ms=7)
+    return Profile(
+        start_ms=1_000,
+        end_ms=1_000 + duration_ms,
+        duration_ms=duration_ms,
+        stacks=stacks,
+        num_times_sampled=ticks,
+        threads_seen=2 * ticks,
+        cpu_time_s=0.5,
+        agent_cpu_ms=7,
+    )
 
 
 def test_the_document_has_the_official_keys_and_meanings() -> None:
-    stacks = {(MAIN, Frame("app.worker:Worker:run", "/srv/app/app/worker.py", 20)): 15,
-              (MAIN, Frame("<Sleep>")): 5}
+    stacks = {(MAIN, Frame("app.worker:Worker:run", "/srv/app/app/worker.py", 20)): 15, (MAIN, Frame("<Sleep>")): 5}
     document = build_document(profile(stacks), provenance(postAgentProfileErrors=2))
     assert list(document) == ["start", "end", "agentMetadata", "callgraph", "debugInfo"]
     metadata = document["agentMetadata"]
@@ -50,15 +71,19 @@ def test_the_call_graph_has_self_counts_and_line_ranges() -> None:
     graph = build_callgraph(stacks.items())
     main = graph["children"]["app.main:<module>"]
     assert main["line"] == [10, 12] and "counts" not in main
-    assert main["children"]["app.worker:work"] == {"file": "/srv/app/app/worker.py", "line": [20, 25],
-                                                   "counts": {"WALL_TIME": 7}}
+    assert main["children"]["app.worker:work"] == {
+        "file": "/srv/app/app/worker.py",
+        "line": [20, 25],
+        "counts": {"WALL_TIME": 7},
+    }
     assert total_count(graph) == 7
 
 
 def test_merging_call_graphs_adds_counts_and_widens_lines() -> None:
     one = build_callgraph({(MAIN, Frame("m:f", "/m.py", 3)): 2}.items())
-    two = build_callgraph({(Frame(MAIN.name, MAIN.file, 14), Frame("m:f", "/m.py", 9)): 5,
-                           (MAIN, Frame("m:g", "/m.py", 30)): 1}.items())
+    two = build_callgraph(
+        {(Frame(MAIN.name, MAIN.file, 14), Frame("m:f", "/m.py", 9)): 5, (MAIN, Frame("m:g", "/m.py", 30)): 1}.items()
+    )
     merged = merge_callgraph(one, two)
     main = merged["children"]["app.main:<module>"]
     assert main["line"] == [10, 14]
@@ -80,8 +105,10 @@ def test_documents_round_trip_through_both_formats(profile_format: str) -> None:
 
 
 def test_ion_is_smaller_than_json_for_a_realistic_profile() -> None:
-    stacks = {(MAIN, Frame(f"pkg.mod{i % 40}:Class{i % 7}:method{i}", f"/srv/app/pkg/mod{i % 40}.py", i)): i
-              for i in range(1, 400)}
+    stacks = {
+        (MAIN, Frame(f"pkg.mod{i % 40}:Class{i % 7}:method{i}", f"/srv/app/pkg/mod{i % 40}.py", i)): i
+        for i in range(1, 400)
+    }
     document = build_document(profile(stacks), provenance())
     ion = encoding.encode(document, "ion").body
     assert len(ion) < len(encoding.encode_json(document))
@@ -102,7 +129,8 @@ DEEP_JSON_LEVELS = 100_000
 
 
 def test_json_nested_a_hundred_thousand_levels_decodes_without_touching_the_recursion_limit(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     body = ('{"children":' * DEEP_JSON_LEVELS + '{"leaf":[1,2.5,"x",null]}' + "}" * DEEP_JSON_LEVELS).encode()
 
     def refuse(limit: int) -> None:
@@ -116,10 +144,13 @@ def test_json_nested_a_hundred_thousand_levels_decodes_without_touching_the_recu
     assert node == {"leaf": [1, 2.5, "x", None]}
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * DEEP_JSON_LEVELS,
-    b'{"a":' * DEEP_JSON_LEVELS + b"1" + b"]" * DEEP_JSON_LEVELS,
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP_JSON_LEVELS,
+        b'{"a":' * DEEP_JSON_LEVELS + b"1" + b"]" * DEEP_JSON_LEVELS,
+    ],
+)
 def test_broken_json_nested_a_hundred_thousand_levels_is_a_decode_error(body: bytes) -> None:
     with pytest.raises(encoding.DecodeError, match="not valid JSON"):
         encoding.decode(body, "application/json")

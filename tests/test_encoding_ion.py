@@ -11,8 +11,8 @@ import pytest
 from amazon.ion import simpleion
 from amazon.ion.core import IonType
 
-from codeguru_agent import encoding
-from codeguru_agent.document import Frame, Profile, Provenance, build_document, walk_callgraph
+from codeguru_agent.reporting import encoding
+from codeguru_agent.reporting.document import Frame, Profile, Provenance, build_document, walk_callgraph
 
 FILES = [f"/srv/app/.venv/lib/python3.11/site-packages/pkg/module{i}.py" for i in range(5)]
 
@@ -20,13 +20,27 @@ FILES = [f"/srv/app/.venv/lib/python3.11/site-packages/pkg/module{i}.py" for i i
 def realistic_document() -> dict:
     stacks = {}
     for leaf in range(200):
-        stack = tuple(Frame(f"pkg.module{depth % 5}:Class:f{depth}_{leaf % (depth + 1)}", FILES[depth % 5], depth + 1)
-                      for depth in range(12))
+        stack = tuple(
+            Frame(f"pkg.module{depth % 5}:Class:f{depth}_{leaf % (depth + 1)}", FILES[depth % 5], depth + 1)
+            for depth in range(12)
+        )
         stacks[stack] = leaf + 1
-    profile = Profile(start_ms=1_000, end_ms=61_000, duration_ms=60_000, stacks=stacks, num_times_sampled=600,
-                      threads_seen=1200, cpu_time_s=1.5, agent_cpu_ms=12)
-    provenance = Provenance(fleet_info={"id": "host-1", "type": "UNKNOWN", "vCPUs": 2}, agent_version="1.0",
-                            agent_start_time="2026-01-01T00:00:00.000Z", process_id=42)
+    profile = Profile(
+        start_ms=1_000,
+        end_ms=61_000,
+        duration_ms=60_000,
+        stacks=stacks,
+        num_times_sampled=600,
+        threads_seen=1200,
+        cpu_time_s=1.5,
+        agent_cpu_ms=12,
+    )
+    provenance = Provenance(
+        fleet_info={"id": "host-1", "type": "UNKNOWN", "vCPUs": 2},
+        agent_version="1.0",
+        agent_start_time="2026-01-01T00:00:00.000Z",
+        process_id=42,
+    )
     return build_document(profile, provenance)
 
 
@@ -67,8 +81,9 @@ def test_ion_reads_back_as_the_json_document() -> None:
 @pytest.mark.usefixtures("ion_implementation")
 def test_each_file_path_is_one_symbol_written_once() -> None:
     document = realistic_document()
-    nodes_per_file = {file: sum(1 for _, node in walk_callgraph(document["callgraph"]) if node.get("file") == file)
-                      for file in FILES}
+    nodes_per_file = {
+        file: sum(1 for _, node in walk_callgraph(document["callgraph"]) if node.get("file") == file) for file in FILES
+    }
     assert min(nodes_per_file.values()) > 1
     body = encoding.encode_ion(document)
     assert all(body.count(file.encode()) == 1 for file in FILES)

@@ -11,7 +11,7 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
-from codeguru_agent.flamegraph import (
+from codeguru_agent.viewer.flamegraph import (
     STANDARD_LIBRARY,
     SYNTHETIC,
     THIRD_PARTY,
@@ -146,11 +146,11 @@ def test_packages_are_recognised_from_paths_of_other_machines(file: str, expecte
 
 
 def test_the_profilers_own_frames_are_not_the_users_code_even_from_a_checkout() -> None:
-    frame = {"file": "/home/me/src/agent/codeguru_agent/run.py", "counts": {"WALL_TIME": 1}}
+    frame = {"file": "/home/me/src/agent/codeguru_agent/cli/run.py", "counts": {"WALL_TIME": 1}}
 
-    drawn = frames(render_html({"children": {"codeguru_agent.run:main": frame}}, "t"))
+    drawn = frames(render_html({"children": {"codeguru_agent.cli.run:main": frame}}, "t"))
 
-    assert drawn[("codeguru_agent.run:main",)]["package"] == ("codeguru_agent", THIRD_PARTY)
+    assert drawn[("codeguru_agent.cli.run:main",)]["package"] == ("codeguru_agent", THIRD_PARTY)
 
 
 def test_a_stack_deeper_than_the_recursion_limit_is_drawn_whole() -> None:
@@ -249,10 +249,10 @@ def test_write_flamegraph_returns_the_absolute_path_and_leaves_no_temporary_file
 
 def test_importing_the_renderer_loads_no_agent_runtime() -> None:
     code = (
-        "import sys, threading, codeguru_agent.flamegraph\n"
+        "import sys, threading, codeguru_agent.viewer.flamegraph\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'amazon')\n"
-        "          or m.startswith(('codeguru_agent.collector', 'codeguru_agent.profiler', 'codeguru_agent.runner',\n"
-        "                           'codeguru_agent.uploader', 'codeguru_agent.sampler'))]\n"
+        "          or m.startswith(('codeguru_agent.collector', 'codeguru_agent.profiler', 'codeguru_agent.sampling.runner',\n"
+        "                           'codeguru_agent.reporting.uploader', 'codeguru_agent.sampling.sampler'))]\n"
         "print(loaded, threading.active_count())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

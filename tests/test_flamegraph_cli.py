@@ -13,8 +13,8 @@ import pytest
 from amazon.ion import simpleion
 
 from codeguru_agent.cli import main as cli_main
-from codeguru_agent.encoding import encode_json
-from codeguru_agent.flamegraph_cli import main
+from codeguru_agent.cli.flamegraph import main
+from codeguru_agent.reporting.encoding import encode_json
 from support.documents import deep_document, profile_document
 from support.flamegraph_page import frames
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from codeguru_agent.reporting.document import walk_callgraph
 from support.programs import (
     CRUNCH,
     ENTRY_POINTS,
@@ -28,8 +30,6 @@ from support.programs import (
     run,
     write_program,
 )
-
-from codeguru_agent.document import walk_callgraph
 
 REPORT_ARGV = """
 import json, os, sys
@@ -68,8 +68,7 @@ def test_a_relative_script_path_gets_an_absolute_file_as_in_python(tmp_path: Pat
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_module_mode_runs_the_module_as_main_with_the_working_directory_on_the_path(entry: str,
-                                                                                   tmp_path: Path) -> None:
+def test_module_mode_runs_the_module_as_main_with_the_working_directory_on_the_path(entry: str, tmp_path: Path) -> None:
     write_program(tmp_path / "shop", "")
     write_program(tmp_path / "shop", REPORT_ARGV, name="report.py")
     write_program(tmp_path / "shop", "import shop.report\n", name="__main__.py")
@@ -114,8 +113,9 @@ def test_the_exit_status_is_the_programs(entry: str, case: str, tmp_path: Path) 
 
 def test_an_uncaught_exception_shows_the_programs_traceback_only(tmp_path: Path) -> None:
     program = write_program(tmp_path, "def check_stock():\n    raise LookupError('no such item')\n\ncheck_stock()\n")
-    direct = subprocess.run([sys.executable, str(program)], check=False, capture_output=True, text=True,
-                            env=clean_env(tmp_path))
+    direct = subprocess.run(
+        [sys.executable, str(program)], check=False, capture_output=True, text=True, env=clean_env(tmp_path)
+    )
 
     done = run(ENTRY_POINTS[0], ["-p", "Group", "--local", str(tmp_path / "out"), str(program)], clean_env(tmp_path))
 
@@ -151,17 +151,20 @@ def test_pickling_and_multiprocessing_of_what_the_script_defines(entry: str, tmp
     done = run(entry, ["--local", str(tmp_path / "out"), str(program), *methods], clean_env(tmp_path))
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout_lines[:1 + len(methods)] == ["pickled __main__ 7"] + [f"{method} 90" for method in methods]
+    assert done.stdout_lines[: 1 + len(methods)] == ["pickled __main__ 7"] + [f"{method} 90" for method in methods]
     assert "Traceback" not in done.stderr, done.stderr
 
 
-LOCAL_PROGRAM = CRUNCH + """
+LOCAL_PROGRAM = (
+    CRUNCH
+    + """
 def price_the_orders():
     crunch(0.6)
 
 print("priced")
 price_the_orders()
 """
+)
 
 
 @pytest.mark.parametrize("profile_format", ["json", "ion"])
@@ -169,8 +172,11 @@ def test_local_mode_writes_profiles_and_prints_the_flame_graph_last(profile_form
     program = write_program(tmp_path, LOCAL_PROGRAM)
     out = tmp_path / "out"
 
-    done = run(ENTRY_POINTS[0], ["--format", profile_format, "--local", str(out), str(program)],
-               clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5))
+    done = run(
+        ENTRY_POINTS[0],
+        ["--format", profile_format, "--local", str(out), str(program)],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+    )
 
     assert done.returncode == 0, done.stderr
     assert done.stdout_lines[0] == "priced"
@@ -187,7 +193,10 @@ def test_local_mode_writes_profiles_and_prints_the_flame_graph_last(profile_form
 
 def test_the_profile_lasts_until_the_programs_threads_end(tmp_path: Path) -> None:
     """A non-daemon thread that outlives the main body is profiled to its end, like Python waits for it."""
-    program = write_program(tmp_path, CRUNCH + """
+    program = write_program(
+        tmp_path,
+        CRUNCH
+        + """
 import threading
 
 def finish_the_batch():
@@ -196,7 +205,8 @@ def finish_the_batch():
 
 threading.Thread(target=finish_the_batch).start()
 print("main body done", flush=True)
-""")
+""",
+    )
     out = tmp_path / "out"
 
     done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path))
@@ -208,7 +218,10 @@ print("main body done", flush=True)
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_that_runs_to_the_end_is_profiled_but_prints_nothing(tmp_path: Path) -> None:
-    program = write_program(tmp_path, CRUNCH + """
+    program = write_program(
+        tmp_path,
+        CRUNCH
+        + """
 import os, sys
 pid = os.fork()
 crunch(0.2)
@@ -217,7 +230,8 @@ if pid == 0:
     sys.exit(0)
 os.waitpid(pid, 0)
 print("parent done", flush=True)
-""")
+""",
+    )
     out = tmp_path / "out"
 
     done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path))
@@ -233,8 +247,9 @@ def test_a_bad_environment_variable_is_one_warning_and_changes_nothing_else(tmp_
     program = write_program(tmp_path, "import logging, sys\nlogging.basicConfig()\nprint('ran')\nsys.exit(3)\n")
     out = tmp_path / "out"
 
-    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)],
-               clean_env(tmp_path, AWS_CODEGURU_PROFILER_FORMAT="xml"))
+    done = run(
+        ENTRY_POINTS[0], ["--local", str(out), str(program)], clean_env(tmp_path, AWS_CODEGURU_PROFILER_FORMAT="xml")
+    )
 
     assert done.returncode == 3
     assert done.stdout_lines[0] == "ran"
@@ -243,12 +258,16 @@ def test_a_bad_environment_variable_is_one_warning_and_changes_nothing_else(tmp_
     assert done.stderr.count("AWS_CODEGURU_PROFILER_FORMAT") == 1, "logged twice (root logger too?)"
 
 
-@pytest.mark.parametrize("variables, reason", [
-    ({}, "no profiling group"),
-    ({"AWS_CODEGURU_PROFILER_ENABLED": "false", "AWS_CODEGURU_PROFILER_GROUP_NAME": "Group"}, "disabled"),
-])
-def test_without_a_usable_configuration_the_program_runs_unprofiled(variables: dict, reason: str,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "variables, reason",
+    [
+        ({}, "no profiling group"),
+        ({"AWS_CODEGURU_PROFILER_ENABLED": "false", "AWS_CODEGURU_PROFILER_GROUP_NAME": "Group"}, "disabled"),
+    ],
+)
+def test_without_a_usable_configuration_the_program_runs_unprofiled(
+    variables: dict, reason: str, tmp_path: Path
+) -> None:
     program = write_program(tmp_path, "import sys\nprint('ran', sys.argv[1:])\nsys.exit(4)\n")
 
     done = run(ENTRY_POINTS[1], [str(program), "a"], clean_env(tmp_path, **variables), cwd=tmp_path)
@@ -270,13 +289,16 @@ def test_log_level_option_shows_the_agents_info_lines(tmp_path: Path) -> None:
     assert "codeguru-agent: INFO CodeGuru profiler started for local directory" in chatty.stderr
 
 
-@pytest.mark.parametrize("args, status, message", [
-    (["missing.py"], 2, "can't open file 'missing.py'"),
-    ([], 2, "expected a script or -m module"),
-    (["-m"], 2, "expected a script or -m module"),
-    (["--format", "xml", "program.py"], 2, "invalid choice: 'xml'"),
-    (["--help"], 0, "(script.py | -m module) [args...]"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["missing.py"], 2, "can't open file 'missing.py'"),
+        ([], 2, "expected a script or -m module"),
+        (["-m"], 2, "expected a script or -m module"),
+        (["--format", "xml", "program.py"], 2, "invalid choice: 'xml'"),
+        (["--help"], 0, "(script.py | -m module) [args...]"),
+    ],
+)
 def test_usage(args: list, status: int, message: str, tmp_path: Path) -> None:
     write_program(tmp_path, "print('ran')\n")
 
@@ -295,8 +317,9 @@ heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", "
 handlers = [type(h).__name__ for h in logging.getLogger("codeguru_agent").handlers]
 print(heavy, threading.active_count(), handlers)
 """
-    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True,
-                          env=clean_env(tmp_path), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True, env=clean_env(tmp_path), timeout=60
+    )
 
     assert done.stdout.strip() == "[] 1 ['NullHandler']", done.stderr
 
@@ -335,9 +358,13 @@ def test_sigterm_flushes_the_last_interval_then_ends_the_program_as_sigterm_does
 
     program = write_program(tmp_path, SERVICE)
     out = tmp_path / "out"
-    process = subprocess.Popen(command(ENTRY_POINTS[0], ["--local", str(out), str(program)]),
-                               env=clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(ENTRY_POINTS[0], ["--local", str(out), str(program)]),
+        env=clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == "serving\n"
@@ -365,10 +392,17 @@ def test_a_sleeping_function_gets_its_sleep_frame(tmp_path: Path) -> None:
     program = write_program(tmp_path, IDLER)
     out = tmp_path / "out"
 
-    done = run(ENTRY_POINTS[0], ["--local", str(out), str(program)],
-               clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5))
+    done = run(
+        ENTRY_POINTS[0],
+        ["--local", str(out), str(program)],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+    )
 
     assert done.returncode == 0, done.stderr
-    sleeps = [path for document in read_profiles(out) for path, _ in walk_callgraph(document["callgraph"])
-              if path[-1] == "<Sleep>" and path[-2].endswith(":idle")]
+    sleeps = [
+        path
+        for document in read_profiles(out)
+        for path, _ in walk_callgraph(document["callgraph"])
+        if path[-1] == "<Sleep>" and path[-2].endswith(":idle")
+    ]
     assert sleeps, "no <Sleep> frame under idle()"

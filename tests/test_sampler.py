@@ -13,8 +13,8 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.document import Frame
-from codeguru_agent.sampler import Sampler
+from codeguru_agent.reporting.document import Frame
+from codeguru_agent.sampling.sampler import Sampler
 
 Stacks = Dict[Tuple[Frame, ...], int]
 
@@ -62,7 +62,9 @@ class Parker:
 def test_parked_threads_are_counted_once_per_tick_with_class_and_method_names() -> None:
     ready = [threading.Event() for _ in range(3)]
     release = threading.Event()
-    threads = [threading.Thread(target=Parker().park, args=(5, r, release), name=f"parker-{i}") for i, r in enumerate(ready)]
+    threads = [
+        threading.Thread(target=Parker().park, args=(5, r, release), name=f"parker-{i}") for i, r in enumerate(ready)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -118,7 +120,7 @@ class Payload:
 
 def test_a_frame_sampled_while_it_runs_frees_its_locals_when_it_returns() -> None:
     spinning, stop = threading.Event(), [False]
-    payload_ref: List["weakref.ref[Payload]"] = []
+    payload_ref: List[weakref.ref[Payload]] = []
 
     def work() -> None:
         payload = Payload()  # closed over by nothing: only this frame keeps it
@@ -141,7 +143,7 @@ def test_a_parked_frame_is_let_go_at_the_first_tick_after_it_returns() -> None:
     gate = threading.Lock()
     gate.acquire()
     parked = threading.Event()
-    payload_ref: List["weakref.ref[Payload]"] = []
+    payload_ref: List[weakref.ref[Payload]] = []
 
     def wait_at_the_gate() -> None:
         payload = Payload()
@@ -327,10 +329,16 @@ def test_botocore_calls_get_an_operation_frame_above_api_call() -> None:
     server.bind(("127.0.0.1", 0))
     server.listen(1)
     url = "http://127.0.0.1:%d" % server.getsockname()[1]
-    client = boto3.client("codeguruprofiler", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing",
-                          config=__import__("botocore.config").config.Config(
-                              read_timeout=5, connect_timeout=2, retries={"max_attempts": 1}))
+    client = boto3.client(
+        "codeguruprofiler",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=__import__("botocore.config").config.Config(
+            read_timeout=5, connect_timeout=2, retries={"max_attempts": 1}
+        ),
+    )
 
     def call() -> None:
         try:

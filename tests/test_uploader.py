@@ -7,11 +7,11 @@ import uuid
 from typing import Any, Dict, List, Tuple
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.document import Frame
 from codeguru_agent.fleet import FleetIdentity
-from codeguru_agent.sampler import Aggregate, FrameTable
-from codeguru_agent.sinks import Outcome, Result
-from codeguru_agent.uploader import Uploader
+from codeguru_agent.reporting.document import Frame
+from codeguru_agent.reporting.sinks import Outcome, Result
+from codeguru_agent.reporting.uploader import Uploader
+from codeguru_agent.sampling.sampler import Aggregate, FrameTable
 
 
 class ScriptedSink:
@@ -49,18 +49,32 @@ class Host:
 def aggregate(start_ms: int, samples: int = 3) -> Aggregate:
     table = FrameTable()
     frame_id = table.intern(Frame("app:work", "/app.py", 1))
-    return Aggregate(start_ms=start_ms, end_ms=start_ms + 1000, duration_ms=1000, stacks=[(frame_id,)],
-                     counts=[samples], num_times_sampled=samples, threads_seen=samples, folded_stacks=0,
-                     memory_bytes=0, table=table)
+    return Aggregate(
+        start_ms=start_ms,
+        end_ms=start_ms + 1000,
+        duration_ms=1000,
+        stacks=[(frame_id,)],
+        counts=[samples],
+        num_times_sampled=samples,
+        threads_seen=samples,
+        folded_stacks=0,
+        memory_bytes=0,
+        table=table,
+    )
 
 
 def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
     config = AgentConfig(profiling_group_name="G", **options)
     paused: List[bool] = []
-    result = Uploader(config, sink_factory=lambda: sink, fleet_factory=Host,
-                      on_configuration=lambda c, should: paused.append(not should),
-                      on_disabled=lambda reason: None, is_killed=lambda: False,
-                      sampler_stats=lambda: (0.0, 0))
+    result = Uploader(
+        config,
+        sink_factory=lambda: sink,
+        fleet_factory=Host,
+        on_configuration=lambda c, should: paused.append(not should),
+        on_disabled=lambda reason: None,
+        is_killed=lambda: False,
+        sampler_stats=lambda: (0.0, 0),
+    )
     assert result._setup()
     result.paused_calls = paused  # type: ignore[attr-defined]
     return result

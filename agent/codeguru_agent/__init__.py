@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Profiler", "start", "stop", "with_lambda_profiler", "__version__"]
+__all__ = ["Profiler", "__version__", "start", "stop", "with_lambda_profiler"]
 
 if TYPE_CHECKING:
     from codeguru_agent.aws_lambda.decorator import with_lambda_profiler

@@ -2,7 +2,7 @@
 
 import sys
 
-from codeguru_agent.run import main
+from codeguru_agent.cli.run import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], prog="python -m codeguru_agent"))

@@ -28,8 +28,10 @@ MAX_SAMPLING_INTERVAL_MS: Final = 60_000
 _INFINITY: Final = float("inf")
 _GROUP_NAME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "_-")
 """The service's ``[\\w-]{1,255}``, ASCII only (Python's ``\\w`` is not)."""
-_ARN_REGEX: Final = (r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-                     r"profilingGroup/(?P<name>[\w-]{1,255})")
+_ARN_REGEX: Final = (
+    r"arn:(?P<partition>aws[\w-]*):codeguru-profiler:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"profilingGroup/(?P<name>[\w-]{1,255})"
+)
 """Compiled on first use (with re.ASCII, and used with fullmatch): few users give an ARN."""
 
 
@@ -197,7 +199,7 @@ class _Option:
     on the host's thread in ``start()``.
     """
 
-    __slots__ = ("field", "env", "parse")
+    __slots__ = ("env", "field", "parse")
 
     def __init__(self, field: str, env: Optional[str], parse: Parser) -> None:
         self.field = field
@@ -209,10 +211,16 @@ OPTIONS: Final[Tuple[_Option, ...]] = (
     _Option("profiling_group_name", ENV_PREFIX + "GROUP_NAME", _group_name),
     _Option("region_name", ENV_PREFIX + "TARGET_REGION", _text),
     _Option("enabled", ENV_PREFIX + "ENABLED", _parse_bool),
-    _Option("sampling_interval_ms", ENV_PREFIX + "SAMPLING_INTERVAL_MS",
-            _number(MIN_SAMPLING_INTERVAL_MS, MAX_SAMPLING_INTERVAL_MS, False)),
-    _Option("reporting_interval_ms", ENV_PREFIX + "REPORTING_INTERVAL_MS",
-            _number(MIN_REPORTING_INTERVAL_MS, 24 * 3600 * 1000, True)),
+    _Option(
+        "sampling_interval_ms",
+        ENV_PREFIX + "SAMPLING_INTERVAL_MS",
+        _number(MIN_SAMPLING_INTERVAL_MS, MAX_SAMPLING_INTERVAL_MS, False),
+    ),
+    _Option(
+        "reporting_interval_ms",
+        ENV_PREFIX + "REPORTING_INTERVAL_MS",
+        _number(MIN_REPORTING_INTERVAL_MS, 24 * 3600 * 1000, True),
+    ),
     _Option("profile_format", ENV_PREFIX + "FORMAT", _choice("json", "ion")),
     _Option("max_stack_depth", ENV_PREFIX + "MAX_STACK_DEPTH", _number(1, 10_000, True)),
     _Option("max_threads", ENV_PREFIX + "MAX_THREADS", _number(1, 100_000, True)),
@@ -257,8 +265,7 @@ class Resolution:
         self.warnings = warnings
 
 
-def resolve(arguments: Optional[Mapping[str, Any]] = None,
-            environ: Optional[Mapping[str, str]] = None) -> Resolution:
+def resolve(arguments: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> Resolution:
     """Build the configuration from keyword arguments over environment variables over defaults."""
     env = os.environ if environ is None else environ
     # A rejected value's warning names the value used instead, known only once every layer is read
@@ -292,8 +299,10 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None,
     for name, (value, source) in _arguments(arguments or {}, warn, reject).items():
         values[name], sources[name] = value, source
 
-    warnings = tuple(text if field is None else f"{text}; using {_used_instead(field, values, sources)} instead"
-                     for field, text in problems)
+    warnings = tuple(
+        text if field is None else f"{text}; using {_used_instead(field, values, sources)} instead"
+        for field, text in problems
+    )
     for message in warnings:
         logger.warning(message)
     return Resolution(AgentConfig(**values, user_set=frozenset(values)), warnings)
@@ -311,8 +320,10 @@ def _from_arn(arn: Optional[str], warn: Warn) -> Dict[str, str]:
         return {}
     match = _arn_pattern().fullmatch(arn.strip())
     if match is None:
-        warn(f"{GROUP_ARN_ENV}={arn!r} is not a profiling group ARN "
-             "(arn:aws:codeguru-profiler:REGION:ACCOUNT:profilingGroup/NAME); ignoring it")
+        warn(
+            f"{GROUP_ARN_ENV}={arn!r} is not a profiling group ARN "
+            "(arn:aws:codeguru-profiler:REGION:ACCOUNT:profilingGroup/NAME); ignoring it"
+        )
         return {}
     return {"profiling_group_name": match["name"], "region_name": match["region"]}
 

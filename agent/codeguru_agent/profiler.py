@@ -19,12 +19,12 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
-from codeguru_agent import forksafe
+from codeguru_agent.host import forksafe
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
-    from codeguru_agent.runner import Runner
-    from codeguru_agent.uploader import Uploader
+    from codeguru_agent.reporting.uploader import Uploader
+    from codeguru_agent.sampling.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
 _FIRST_TICK_WAIT_S: Final = 1.0
 
 _lock = threading.RLock()
-_active: Optional["Profiler"] = None
+_active: Optional[Profiler] = None
 
 
 class _Launch:
@@ -110,17 +110,30 @@ class Profiler:
     variable; arguments win. The official agent's ``environment_override`` keys are accepted too.
     """
 
-    def __init__(self, profiling_group_name: Optional[str] = None, region_name: Optional[str] = None,
-                 aws_session: Any = None, *, fleet: Optional[FleetProvider] = None,
-                 environment_override: Optional[dict] = None, **options: Any) -> None:
-        arguments = dict(options, profiling_group_name=profiling_group_name, region_name=region_name,
-                         environment_override=environment_override)
+    def __init__(
+        self,
+        profiling_group_name: Optional[str] = None,
+        region_name: Optional[str] = None,
+        aws_session: Any = None,
+        *,
+        fleet: Optional[FleetProvider] = None,
+        environment_override: Optional[dict] = None,
+        **options: Any,
+    ) -> None:
+        arguments = dict(
+            options,
+            profiling_group_name=profiling_group_name,
+            region_name=region_name,
+            environment_override=environment_override,
+        )
         self._config = configuration.resolve(arguments).config
         group_env = configuration.environment_variables()["profiling_group_name"]
         # A group given but refused (bad name or ARN) has had its WARNING from the configuration.
         self._group_refused = not self._config.profiling_group_name and (
-            profiling_group_name is not None or group_env in os.environ
-            or bool(os.environ.get(configuration.GROUP_ARN_ENV)))
+            profiling_group_name is not None
+            or group_env in os.environ
+            or bool(os.environ.get(configuration.GROUP_ARN_ENV))
+        )
         self._aws_session = aws_session
         self._fleet = fleet
         self._runner: Optional[Runner] = None
@@ -145,8 +158,10 @@ class Profiler:
                 if not self._can_start():
                     return False
                 if _active is not None and _active is not self and _active.is_running():
-                    logger.warning("a CodeGuru profiler is already running in this process; "
-                                   "this second start() is ignored (one agent per process)")
+                    logger.warning(
+                        "a CodeGuru profiler is already running in this process; "
+                        "this second start() is ignored (one agent per process)"
+                    )
                     return False
                 launch = self._begin_launch(load_spool=True)
                 try:
@@ -252,7 +267,7 @@ class Profiler:
         sink = self._uploader.sink if self._uploader is not None else None
         return getattr(sink, "flamegraph_path", None)
 
-    def __enter__(self) -> "Profiler":
+    def __enter__(self) -> Profiler:
         self.start()
         return self
 
@@ -276,9 +291,11 @@ class Profiler:
             return False
         if not self._config.profiling_group_name and not self._config.local_dir:
             log = logger.info if self._group_refused else logger.warning
-            log("CodeGuru profiler not started: no profiling group name (set "
+            log(
+                "CodeGuru profiler not started: no profiling group name (set "
                 "profiling_group_name, AWS_CODEGURU_PROFILER_GROUP_NAME or "
-                "AWS_CODEGURU_PROFILER_GROUP_ARN, or AWS_CODEGURU_PROFILER_LOCAL_DIR)")
+                "AWS_CODEGURU_PROFILER_GROUP_ARN, or AWS_CODEGURU_PROFILER_LOCAL_DIR)"
+            )
             return False
         return True
 
@@ -289,11 +306,15 @@ class Profiler:
         would take the GIL from the caller's thread in the middle of start().
         """
         launch = _Launch()
-        launch.thread = threading.Thread(target=self._run_sampling_thread, args=(launch,),
-                                         name=SAMPLER_THREAD_NAME, daemon=True)
-        launch.uploader_thread = threading.Thread(target=self._run_uploader_thread,
-                                                  args=(launch, load_spool, in_child),
-                                                  name=UPLOADER_THREAD_NAME, daemon=True)
+        launch.thread = threading.Thread(
+            target=self._run_sampling_thread, args=(launch,), name=SAMPLER_THREAD_NAME, daemon=True
+        )
+        launch.uploader_thread = threading.Thread(
+            target=self._run_uploader_thread,
+            args=(launch, load_spool, in_child),
+            name=UPLOADER_THREAD_NAME,
+            daemon=True,
+        )
         previous = self._launch
         self._launch, self._runner, self._uploader = launch, None, None
         self._running = True
@@ -316,10 +337,13 @@ class Profiler:
     def _build_runner(self, launch: _Launch) -> Optional[Runner]:
         """Build the runner on this thread, unless the launch was given up meanwhile."""
         with forksafe.import_gate():
-            from codeguru_agent.runner import Runner
+            from codeguru_agent.sampling.runner import Runner
         uploader_thread = launch.uploader_thread
-        runner = Runner(self._config, on_sealed=launch.hand_over,
-                        exclude_ident=lambda: uploader_thread.ident if uploader_thread is not None else None)
+        runner = Runner(
+            self._config,
+            on_sealed=launch.hand_over,
+            exclude_ident=lambda: uploader_thread.ident if uploader_thread is not None else None,
+        )
         with _lock:
             if launch.given_up:
                 return None
@@ -350,8 +374,7 @@ class Profiler:
 
         self._build_then_run(launch, build, launch.built, "uploads")
 
-    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: threading.Event,
-                        what: str) -> None:
+    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: threading.Event, what: str) -> None:
         """An agent thread's life: build its runner or uploader, say so through ``built``, run it.
 
         Neither step lets an exception out: the host must never see an agent failure. A failed
@@ -372,11 +395,10 @@ class Profiler:
         except Exception:  # as on any agent thread: log, never raise into the interpreter
             logger.warning("CodeGuru profiler %s stopped", what, exc_info=True)
 
-    def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool,
-                        in_child: bool) -> Optional[Uploader]:
+    def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool, in_child: bool) -> Optional[Uploader]:
         """Build the uploader on this thread, unless the launch was given up meanwhile."""
         with forksafe.import_gate():
-            from codeguru_agent.uploader import Uploader
+            from codeguru_agent.reporting.uploader import Uploader
         uploader = Uploader(
             self._config,
             sink_factory=lambda: self._make_sink(in_child),
@@ -415,10 +437,10 @@ class Profiler:
 
     def _make_sink(self, in_child: bool) -> Any:
         if self._config.local_dir:
-            from codeguru_agent.sinks import LocalSink
+            from codeguru_agent.reporting.sinks import LocalSink
 
             return LocalSink(self._config.local_dir, self._config.profiling_group_name, render_on_close=not in_child)
-        from codeguru_agent.sinks import ServiceSink
+        from codeguru_agent.reporting.sinks import ServiceSink
 
         return ServiceSink(self._config, self._aws_session)
 
@@ -478,7 +500,7 @@ class Profiler:
 
 def _block_host_signals() -> None:
     """On an agent thread, first thing: see ``signalmask`` (imported here, not by start())."""
-    from codeguru_agent.signalmask import block_host_signals
+    from codeguru_agent.host.signalmask import block_host_signals
 
     block_host_signals()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, List
 
 import pytest
+
 from support.simulated_lambda import SimulatedLambda
 
 

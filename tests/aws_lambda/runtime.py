@@ -63,8 +63,11 @@ def invoke(handler: Callable[[Any, Any], Any], event: Dict[str, Any]) -> Dict[st
         result = handler(event, context)
     except Exception as error:
         outcome["end"] = time.monotonic()
-        outcome["error"] = {"type": type(error).__name__, "message": str(error),
-                            "identical": error is user_module().last_error}
+        outcome["error"] = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "identical": error is user_module().last_error,
+        }
     else:
         outcome["end"] = time.monotonic()
         outcome["result"] = result

@@ -120,11 +120,14 @@ def run_invocation(agent: _LambdaAgent, context: Context) -> None:
     agent.end()
 
 
-@pytest.mark.parametrize(("remaining_ms", "flush_timeout_s"), [
-    (900_000, 5.0),  # long invocation: the usual flush deadline
-    (2_000, (2_000 - FLUSH_SAFETY_MARGIN_MS) / 1000),  # short on time: keep the margin
-    (FLUSH_SAFETY_MARGIN_MS, None),  # no time to spare: the next invocation reports
-])
+@pytest.mark.parametrize(
+    ("remaining_ms", "flush_timeout_s"),
+    [
+        (900_000, 5.0),  # long invocation: the usual flush deadline
+        (2_000, (2_000 - FLUSH_SAFETY_MARGIN_MS) / 1000),  # short on time: keep the margin
+        (FLUSH_SAFETY_MARGIN_MS, None),  # no time to spare: the next invocation reports
+    ],
+)
 def test_a_due_report_is_sent_within_the_remaining_time(remaining_ms: int, flush_timeout_s: Any) -> None:
     profiler = FakeProfiler()
     agent = _LambdaAgent(profiler, LambdaProvider({}))

@@ -8,11 +8,11 @@ import sys
 from typing import Any, Iterator
 
 import pytest
-from support.simulated_lambda import EXEC_WRAPPER, TASK_ROOT
 
 from codeguru_agent.aws_lambda import decorator, lambda_handler
 from codeguru_agent.aws_lambda.lambda_handler import HandlerNotFoundError, call_handler
 from codeguru_agent.fleet import lambda_
+from support.simulated_lambda import EXEC_WRAPPER, TASK_ROOT
 
 THIS_HANDLER = "codeguru_agent.aws_lambda.lambda_handler.call_handler"
 
@@ -63,19 +63,25 @@ def test_the_handlers_exception_passes_through(monkeypatch: pytest.MonkeyPatch) 
     assert raised.value is sys.modules["workload"].last_error
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    (None, "HANDLER_ENV_NAME_FOR_CODEGURU is not set"),
-    ("  ", "HANDLER_ENV_NAME_FOR_CODEGURU is not set"),
-    ("handler", "bad handler 'handler' in HANDLER_ENV_NAME_FOR_CODEGURU: expected module.function"),
-    ("no_such_module.handler", "unable to import module 'no_such_module' for handler 'no_such_module.handler': "
-                               "ModuleNotFoundError"),
-    ("pkg/plain.no_such_function", "handler 'no_such_function' missing on module 'pkg.plain'"),
-    ("workload.last_error", "handler 'workload.last_error' is a NoneType, not a function"),
-    ("workload.json", "handler 'workload.json' is a module, not a function"),
-    (THIS_HANDLER, "names the CodeGuru handler itself"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (None, "HANDLER_ENV_NAME_FOR_CODEGURU is not set"),
+        ("  ", "HANDLER_ENV_NAME_FOR_CODEGURU is not set"),
+        ("handler", "bad handler 'handler' in HANDLER_ENV_NAME_FOR_CODEGURU: expected module.function"),
+        (
+            "no_such_module.handler",
+            "unable to import module 'no_such_module' for handler 'no_such_module.handler': ModuleNotFoundError",
+        ),
+        ("pkg/plain.no_such_function", "handler 'no_such_function' missing on module 'pkg.plain'"),
+        ("workload.last_error", "handler 'workload.last_error' is a NoneType, not a function"),
+        ("workload.json", "handler 'workload.json' is a module, not a function"),
+        (THIS_HANDLER, "names the CodeGuru handler itself"),
+    ],
+)
 def test_a_missing_or_bad_handler_fails_the_invocation_clearly(
-        monkeypatch: pytest.MonkeyPatch, name: Any, message: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, name: Any, message: str
+) -> None:
     if name is not None:
         monkeypatch.setenv("HANDLER_ENV_NAME_FOR_CODEGURU", name)
 
@@ -84,8 +90,7 @@ def test_a_missing_or_bad_handler_fails_the_invocation_clearly(
     assert message in str(raised.value)
 
 
-def test_a_handler_that_appears_later_is_found_on_the_next_call(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_a_handler_that_appears_later_is_found_on_the_next_call(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
     monkeypatch.setenv("HANDLER_ENV_NAME_FOR_CODEGURU", "late_module.handler")
     with pytest.raises(HandlerNotFoundError, match="unable to import module 'late_module'"):
@@ -99,8 +104,18 @@ def test_the_exec_wrapper_hands_the_runtime_our_handler_and_keeps_the_real_one()
     assert os.access(EXEC_WRAPPER, os.X_OK)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "_HANDLER": "app.handler"}
 
-    shown = subprocess.run([str(EXEC_WRAPPER), sys.executable, "-c",
-                            "import os; print(os.environ['_HANDLER'], os.environ['HANDLER_ENV_NAME_FOR_CODEGURU'])"],
-                           env=env, capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    shown = subprocess.run(
+        [
+            str(EXEC_WRAPPER),
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['_HANDLER'], os.environ['HANDLER_ENV_NAME_FOR_CODEGURU'])",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
 
     assert shown == [THIS_HANDLER, "app.handler"]

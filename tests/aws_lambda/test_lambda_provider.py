@@ -65,11 +65,18 @@ def test_before_any_invocation_the_function_name_stands_for_the_arn(provider: La
     identity = provider.identity()
 
     assert identity.fleet_instance_id == "checkout"
-    assert identity.fleet_info == {"computeType": "aws_lambda", "functionName": "checkout", "memoryLimitInMB": 256,
-                                   "executionEnv": "AWS_Lambda_python3.11"}
+    assert identity.fleet_info == {
+        "computeType": "aws_lambda",
+        "functionName": "checkout",
+        "memoryLimitInMB": 256,
+        "executionEnv": "AWS_Lambda_python3.11",
+    }
     assert identity.configure_agent_metadata == {
-        "ComputePlatform": "AWSLambda", "AgentId": process_id(), "LambdaMemoryLimitInMB": "256",
-        "ExecutionEnvironment": "AWS_Lambda_python3.11"}
+        "ComputePlatform": "AWSLambda",
+        "AgentId": process_id(),
+        "LambdaMemoryLimitInMB": "256",
+        "ExecutionEnvironment": "AWS_Lambda_python3.11",
+    }
 
 
 def test_an_invocation_brings_the_arn_request_id_and_live_remaining_time(provider: LambdaProvider) -> None:
@@ -78,18 +85,28 @@ def test_an_invocation_brings_the_arn_request_id_and_live_remaining_time(provide
 
     identity = provider.identity()
     assert identity.fleet_instance_id == ARN
-    assert identity.fleet_info == {"computeType": "aws_lambda", "functionArn": ARN, "memoryLimitInMB": 256,
-                                   "executionEnv": "AWS_Lambda_python3.11"}
+    assert identity.fleet_info == {
+        "computeType": "aws_lambda",
+        "functionArn": ARN,
+        "memoryLimitInMB": 256,
+        "executionEnv": "AWS_Lambda_python3.11",
+    }
     assert identity.configure_agent_metadata == {
-        "ComputePlatform": "AWSLambda", "LambdaFunctionArn": ARN, "AgentId": process_id(),
-        "LambdaMemoryLimitInMB": "256", "ExecutionEnvironment": "AWS_Lambda_python3.11", "AwsRequestId": "req-1",
-        "LambdaRemainingTimeInMilliseconds": "2999"}
+        "ComputePlatform": "AWSLambda",
+        "LambdaFunctionArn": ARN,
+        "AgentId": process_id(),
+        "LambdaMemoryLimitInMB": "256",
+        "ExecutionEnvironment": "AWS_Lambda_python3.11",
+        "AwsRequestId": "req-1",
+        "LambdaRemainingTimeInMilliseconds": "2999",
+    }
     context.remaining_ms = 1200.7
     assert provider.identity().configure_agent_metadata["LambdaRemainingTimeInMilliseconds"] == "1200"
 
 
 def test_the_next_invocation_reports_the_previous_execution_time_and_the_gap(
-        provider: LambdaProvider, clock: FakeClock) -> None:
+    provider: LambdaProvider, clock: FakeClock
+) -> None:
     invoke(provider, clock, Context("req-1", remaining_ms=900), run_s=0.250, after_s=0.040)
     between = provider.identity().configure_agent_metadata
     clock.now += 61.5  # frozen
@@ -106,13 +123,17 @@ def test_the_next_invocation_reports_the_previous_execution_time_and_the_gap(
 
 
 def test_missing_or_odd_values_are_left_out(clock: FakeClock) -> None:
-    provider = LambdaProvider({"AWS_LAMBDA_FUNCTION_NAME": "checkout", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "lots"},
-                              clock=clock)
+    provider = LambdaProvider(
+        {"AWS_LAMBDA_FUNCTION_NAME": "checkout", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "lots"}, clock=clock
+    )
     provider.invocation_started(Context("req-1", remaining_ms=RuntimeError("no deadline"), arn=None))
     identity = provider.identity()
     assert identity.fleet_info == {"computeType": "aws_lambda", "functionName": "checkout"}
-    assert identity.configure_agent_metadata == {"ComputePlatform": "AWSLambda", "AgentId": process_id(),
-                                                 "AwsRequestId": "req-1"}
+    assert identity.configure_agent_metadata == {
+        "ComputePlatform": "AWSLambda",
+        "AgentId": process_id(),
+        "AwsRequestId": "req-1",
+    }
 
     provider.invocation_started(None)
     assert provider.identity().configure_agent_metadata == {"ComputePlatform": "AWSLambda", "AgentId": process_id()}
@@ -152,4 +173,3 @@ def test_detection_inside_lambda_gives_this_processs_provider(monkeypatch: pytes
 def test_outside_lambda_there_is_no_lambda_provider(missing: str) -> None:
     env: Dict[str, str] = {name: value for name, value in ENV.items() if name != missing}
     assert provider_for(env) is None
-

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
+
 from support.collector_client import CollectorHandle
 from support.simulated_lambda import (
     EXECUTION_ENV,
@@ -25,8 +26,12 @@ FREEZE_S = 1.0
 SAMPLING_INTERVAL_MS = 10.0
 SLACK_PER_INVOCATION_MS = 150
 """How far the sampler may notice a pause or resume after the wrapper asked for it."""
-EXPECTED_FLEET_INFO = {"computeType": "aws_lambda", "functionArn": FUNCTION_ARN, "memoryLimitInMB": MEMORY_MB,
-                       "executionEnv": EXECUTION_ENV}
+EXPECTED_FLEET_INFO = {
+    "computeType": "aws_lambda",
+    "functionArn": FUNCTION_ARN,
+    "memoryLimitInMB": MEMORY_MB,
+    "executionEnv": EXECUTION_ENV,
+}
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -42,7 +47,8 @@ def sampled_frames(profiles: List[Dict[str, Any]]) -> List[str]:
 
 
 def test_decorated_function_reports_each_invocation_and_creates_its_group(
-        collector: CollectorHandle, start_lambda: Any) -> None:
+    collector: CollectorHandle, start_lambda: Any
+) -> None:
     # The first ConfigureAgent fails, so the first profile meets the missing group itself.
     collector.fail_next("ConfigureAgent", status=500, code="InternalServerException")
     function: SimulatedLambda = start_lambda(lambda_environment(collector.url, _HANDLER="app.handler"))
@@ -66,7 +72,8 @@ def test_decorated_function_reports_each_invocation_and_creates_its_group(
     assert group["computePlatform"] == "AWSLambda"
     created = collector.requests("CreateProfilingGroup")
     assert [(entry["status"], entry["body"]) for entry in created] == [
-        (201, {"profilingGroupName": DEFAULT_GROUP, "computePlatform": "AWSLambda"})]
+        (201, {"profilingGroupName": DEFAULT_GROUP, "computePlatform": "AWSLambda"})
+    ]
     posts = collector.requests("PostAgentProfile")
     assert posts[0]["status"] == 404
     missed_token = posts[0]["query"]["profileToken"]
@@ -96,7 +103,8 @@ def test_decorated_function_reports_each_invocation_and_creates_its_group(
 def test_configure_agent_carries_each_invocations_metadata(collector: CollectorHandle, start_lambda: Any) -> None:
     collector.create_group("orders")
     function: SimulatedLambda = start_lambda(
-        lambda_environment(collector.url, _HANDLER="app.handler", AWS_CODEGURU_PROFILER_GROUP_NAME="orders"))
+        lambda_environment(collector.url, _HANDLER="app.handler", AWS_CODEGURU_PROFILER_GROUP_NAME="orders")
+    )
     function.invoke(n=1, work_ms=200, await_configure=True)
     function.freeze(FREEZE_S)
     function.invoke(n=2, work_ms=200, await_configure=True)
@@ -109,10 +117,15 @@ def test_configure_agent_carries_each_invocations_metadata(collector: CollectorH
     for call in calls:
         assert call["body"]["fleetInstanceId"] == FUNCTION_ARN
         metadata = call["body"]["metadata"]
-        assert {key: metadata[key] for key in ("ComputePlatform", "LambdaFunctionArn", "LambdaMemoryLimitInMB",
-                                                "ExecutionEnvironment")} == {
-            "ComputePlatform": "AWSLambda", "LambdaFunctionArn": FUNCTION_ARN,
-            "LambdaMemoryLimitInMB": str(MEMORY_MB), "ExecutionEnvironment": EXECUTION_ENV}
+        assert {
+            key: metadata[key]
+            for key in ("ComputePlatform", "LambdaFunctionArn", "LambdaMemoryLimitInMB", "ExecutionEnvironment")
+        } == {
+            "ComputePlatform": "AWSLambda",
+            "LambdaFunctionArn": FUNCTION_ARN,
+            "LambdaMemoryLimitInMB": str(MEMORY_MB),
+            "ExecutionEnvironment": EXECUTION_ENV,
+        }
         assert UUID.match(metadata["AgentId"])
         agent_ids.add(metadata["AgentId"])
         remaining = metadata["LambdaRemainingTimeInMilliseconds"]
@@ -125,7 +138,9 @@ def test_configure_agent_carries_each_invocations_metadata(collector: CollectorH
             continue
         previous, this = function.invocations[index - 1], function.invocations[index]
         # The wrapper's own times lie inside the runtime's: a shorter execution, a longer gap.
-        assert int(metadata["LambdaPreviousExecutionTimeInMilliseconds"]) <= (previous["end"] - previous["start"]) * 1000
+        assert (
+            int(metadata["LambdaPreviousExecutionTimeInMilliseconds"]) <= (previous["end"] - previous["start"]) * 1000
+        )
         gap_ms = int(metadata["LambdaTimeGapBetweenInvokesInMilliseconds"])
         assert gap_ms >= int((this["start"] - previous["end"]) * 1000) >= FREEZE_S * 1000
     assert seen == {0, 1}
@@ -133,7 +148,8 @@ def test_configure_agent_carries_each_invocations_metadata(collector: CollectorH
 
 
 def test_layer_handler_profiles_an_unchanged_function_in_an_existing_group(
-        collector: CollectorHandle, start_lambda: Any) -> None:
+    collector: CollectorHandle, start_lambda: Any
+) -> None:
     collector.create_group("orders")
     # The agent is told the group is missing, tries to create it and is told it exists: it carries on.
     collector.fail_next("ConfigureAgent", status=404, code="ResourceNotFoundException")
@@ -146,7 +162,9 @@ def test_layer_handler_profiles_an_unchanged_function_in_an_existing_group(
     assert outcome["handlerEnv"] == "pkg/plain.handler"
     created = collector.requests("CreateProfilingGroup")  # the test's own, then the agent's
     assert [(entry["status"], entry["body"].get("computePlatform")) for entry in created] == [
-        (201, None), (409, "AWSLambda")]
+        (201, None),
+        (409, "AWSLambda"),
+    ]
     profiles = collector.profiles("orders")
     assert profiles
     assert all(profile["document"]["agentMetadata"]["fleetInfo"] == EXPECTED_FLEET_INFO for profile in profiles)

@@ -15,7 +15,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from codeguru_agent.collector import cli
+
+from codeguru_agent.cli import collector as cli
 from codeguru_agent.collector.server import CollectorError, CollectorOptions, CollectorServer
 from support.collector_client import CollectorHandle
 from support.documents import profile_document
@@ -142,7 +143,7 @@ def test_an_old_signature_is_refused(signed):
 
 
 def test_a_non_loopback_address_needs_keys():
-    with pytest.raises(CollectorError, match="refusing to listen on 0.0.0.0.*--access-key and --secret-key"):
+    with pytest.raises(CollectorError, match=r"refusing to listen on 0\.0\.0\.0.*--access-key and --secret-key"):
         CollectorServer(CollectorOptions(host="0.0.0.0"))
     with pytest.raises(CollectorError, match="only allowed on a loopback address"):
         CollectorServer(CollectorOptions(host="0.0.0.0", access_key="a", secret_key="b", test_hooks=True))

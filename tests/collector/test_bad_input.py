@@ -8,8 +8,9 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
+
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
-from codeguru_agent.encoding import encode_ion, encode_json
+from codeguru_agent.reporting.encoding import encode_ion, encode_json
 from support.collector_client import CollectorHandle
 from support.documents import deep_document, profile_document
 

@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import pytest
+
 from codeguru_agent import cli as agent_cli
-from codeguru_agent.collector import cli
+from codeguru_agent.cli import collector as cli
 from support.collector_client import spawn_collector
 from support.documents import profile_document
 

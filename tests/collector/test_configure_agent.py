@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
+
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from support.collector_client import CollectorHandle
 
@@ -59,7 +60,7 @@ def test_overrides_change_at_run_time_for_all_groups_or_one(collector):
 
 
 def test_an_unknown_agent_parameter_override_is_refused(collector):
-    with pytest.raises(AssertionError, match="400.*unknown agent parameter 'SamplingRate'"):
+    with pytest.raises(AssertionError, match=r"400.*unknown agent parameter 'SamplingRate'"):
         collector.set_agent_configuration(SamplingRate=5)
 
 

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+
 from codeguru_agent.collector.faults import Fault, FaultError, parse_delay_spec, parse_drop_spec, parse_status_spec
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
 from support.collector_client import CollectorHandle
@@ -115,9 +116,9 @@ def test_start_options_inject_faults_too(tmp_path):
 
 
 def test_an_unusable_fault_is_refused(orders):
-    with pytest.raises(AssertionError, match="400.*unknown operation 'PostProfile'"):
+    with pytest.raises(AssertionError, match=r"400.*unknown operation 'PostProfile'"):
         orders.fail_next("PostProfile")
-    with pytest.raises(AssertionError, match="400.*a fault needs a status, a delayMs or drop"):
+    with pytest.raises(AssertionError, match=r"400.*a fault needs a status, a delayMs or drop"):
         orders.fail_next("PostAgentProfile", status=None)
 
 

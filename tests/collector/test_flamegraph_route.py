@@ -7,9 +7,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from support.documents import START_MS, profile_document
 
-pytest.importorskip("codeguru_agent.flamegraph")
+pytest.importorskip("codeguru_agent.viewer.flamegraph")
 
 
 def test_the_page_shows_the_merged_profiles_of_the_range(collector):

@@ -6,7 +6,8 @@ import datetime
 import json
 
 import pytest
-from codeguru_agent.encoding import decode
+
+from codeguru_agent.reporting.encoding import decode
 from support.documents import START_MS, profile_document
 
 MINUTE_MS = 60_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from support.documents import START_MS, profile_document
 
 

@@ -7,9 +7,10 @@ import json
 
 import pytest
 from amazon.ion import simpleion
-from codeguru_agent import deepjson
+
 from codeguru_agent.collector.server import CollectorOptions, CollectorServer
-from codeguru_agent.encoding import encode_json
+from codeguru_agent.reporting import deepjson
+from codeguru_agent.reporting.encoding import encode_json
 from support.collector_client import CollectorHandle
 from support.documents import deep_document, profile_document
 

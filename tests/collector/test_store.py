@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+
 from codeguru_agent.collector.store import Store, StoreError
 
 

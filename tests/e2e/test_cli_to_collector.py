@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import pytest
+
 from support.collector_client import CollectorHandle
 from support.programs import (
     CRUNCH,
@@ -29,12 +30,17 @@ from support.waiting import wait_until
 GROUP = "CheckoutService"
 CONTENT_TYPES = {"json": "application/json", "ion": "application/x-amzn-ion"}
 
-SETTLE = CRUNCH + """
+SETTLE = (
+    CRUNCH
+    + """
 def settle_payments():
     crunch(0.05)
 """
+)
 
-UNTIL_STORED = SETTLE + """
+UNTIL_STORED = (
+    SETTLE
+    + """
 import json, sys, urllib.request
 
 def stored(url, group):
@@ -46,25 +52,40 @@ while stored(url, group) < wanted:
     settle_payments()
 print("settled")
 """
+)
 """Works until the collector holds ``wanted`` of its profiles, then exits (the exit flush sends one more)."""
 
-UNTIL_TOLD = SETTLE + """
+UNTIL_TOLD = (
+    SETTLE
+    + """
 import os, sys
 
 while not os.path.exists(sys.argv[1]):
     settle_payments()
 print("settled")
 """
+)
 """Works until the file named by its argument exists."""
 
 
-def start(collector: CollectorHandle, tmp_path: Path, program: str, agent_args: Sequence[str] = (),
-          program_args: Sequence[str] = ()) -> subprocess.Popen:
+def start(
+    collector: CollectorHandle,
+    tmp_path: Path,
+    program: str,
+    agent_args: Sequence[str] = (),
+    program_args: Sequence[str] = (),
+) -> subprocess.Popen:
     path = write_program(tmp_path, program)
-    env = clean_env(tmp_path, AWS_CODEGURU_PROFILER_REPORTING_INTERVAL_MS=1000,
-                    AWS_ENDPOINT_URL_CODEGURUPROFILER=collector.url)
-    return subprocess.Popen([sys.executable, "-m", "codeguru_agent", "-p", GROUP, *agent_args, str(path),
-                             *program_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = clean_env(
+        tmp_path, AWS_CODEGURU_PROFILER_REPORTING_INTERVAL_MS=1000, AWS_ENDPOINT_URL_CODEGURUPROFILER=collector.url
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "codeguru_agent", "-p", GROUP, *agent_args, str(path), *program_args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -87,7 +108,8 @@ def configure_calls(collector: CollectorHandle, at_least: int) -> List[Dict[str,
 
 @pytest.mark.parametrize("profile_format", ["json", "ion"])
 def test_every_profile_is_the_programs_own_with_its_own_token_and_metadata(
-        collector: CollectorHandle, tmp_path: Path, profile_format: str) -> None:
+    collector: CollectorHandle, tmp_path: Path, profile_format: str
+) -> None:
     collector.create_group(GROUP)
 
     finish(start(collector, tmp_path, UNTIL_STORED, ["--format", profile_format], [collector.url, GROUP, "2"]))
@@ -101,8 +123,9 @@ def test_every_profile_is_the_programs_own_with_its_own_token_and_metadata(
     for document in documents[:-1]:  # the full intervals; the last is the exit flush's short one
         settling = function_count(document, "settle_payments")
         polling = function_count(document, "stored")
-        assert polling < settling <= document["agentMetadata"]["numTimesSampled"], \
+        assert polling < settling <= document["agentMetadata"]["numTimesSampled"], (
             "the main thread, in one stack per sample, spends most of its time settling payments"
+        )
 
     first, second, last = documents[0], documents[1], documents[-1]
     assert first["end"] <= second["start"] < second["end"] <= last["start"] < last["end"]
@@ -116,7 +139,8 @@ def test_every_profile_is_the_programs_own_with_its_own_token_and_metadata(
 
 
 def test_configure_agent_turns_sampling_off_and_on_and_sets_the_interval(
-        collector: CollectorHandle, tmp_path: Path) -> None:
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
     collector.create_group(GROUP)
     collector.set_agent_configuration(group=GROUP, should_profile=False)
     stop = tmp_path / "stop"
@@ -126,13 +150,20 @@ def test_configure_agent_turns_sampling_off_and_on_and_sets_the_interval(
         calls = wait_until(lambda: configure_calls(collector, 3), 30, "three ConfigureAgent calls")
         # Samples taken before the first answer arrived are reported, none after it: every profile
         # ends (its last sample) before the second call, a bound clear of when the answer applies.
-        assert all(entry["document"]["end"] < calls[1]["receivedAt"] for entry in collector.profiles(GROUP)), \
+        assert all(entry["document"]["end"] < calls[1]["receivedAt"] for entry in collector.profiles(GROUP)), (
             "sampled after the service said shouldProfile=false"
+        )
         told_on_ms = int(time.time() * 1000)
         collector.set_agent_configuration(group=GROUP, should_profile=True, SamplingIntervalInMilliseconds="40")
-        after = wait_until(lambda: [entry for entry in collector.profiles(GROUP) if entry["receivedAt"] > told_on_ms
-                                    and function_count(entry["document"], "settle_payments")], 30,
-                           "a profile sampled after the service said shouldProfile=true")
+        after = wait_until(
+            lambda: [
+                entry
+                for entry in collector.profiles(GROUP)
+                if entry["receivedAt"] > told_on_ms and function_count(entry["document"], "settle_payments")
+            ],
+            30,
+            "a profile sampled after the service said shouldProfile=true",
+        )
     finally:
         stop.touch()
         finish(process)

@@ -55,8 +55,9 @@ class LocalServer:
 
         self._server = HTTPServer(("127.0.0.1", 0), Handler)
         # A short poll interval only so that shutdown() returns quickly at teardown.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="test-metadata-server")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="test-metadata-server"
+        )
 
     @property
     def url(self) -> str:
@@ -98,7 +99,7 @@ class FakeImds:
             return 405, b""
         if headers.get("x-aws-ec2-metadata-token") not in self.tokens:
             return 401, b""
-        value = self.metadata.get(path[len(IMDS_METADATA_PATH):]) if path.startswith(IMDS_METADATA_PATH) else None
+        value = self.metadata.get(path[len(IMDS_METADATA_PATH) :]) if path.startswith(IMDS_METADATA_PATH) else None
         return (404, b"") if value is None else (200, value.encode())
 
 
@@ -116,16 +117,18 @@ def fargate_task() -> Dict[str, Any]:
         "PullStoppedAt": "2020-10-02T00:43:06.31288465Z",
         "AvailabilityZone": "us-west-2d",
         "LaunchType": "FARGATE",
-        "Containers": [{
-            "DockerId": ECS_TASK_ID.replace("-", "") + "-524788293",
-            "Name": "~internal~ecs~pause",
-            "DockerName": "ecs-query-metadata-7-internalecspause-e8c8b3c5b5d5a4e6",
-            "Image": "amazon/amazon-ecs-pause:0.1.0",
-            "Labels": {"com.amazonaws.ecs.task-arn": ECS_TASK_ARN},
-            "Limits": {"CPU": 0, "Memory": 0},
-            "Type": "CNI_PAUSE",
-            "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.0.108"]}],
-        }],
+        "Containers": [
+            {
+                "DockerId": ECS_TASK_ID.replace("-", "") + "-524788293",
+                "Name": "~internal~ecs~pause",
+                "DockerName": "ecs-query-metadata-7-internalecspause-e8c8b3c5b5d5a4e6",
+                "Image": "amazon/amazon-ecs-pause:0.1.0",
+                "Labels": {"com.amazonaws.ecs.task-arn": ECS_TASK_ARN},
+                "Limits": {"CPU": 0, "Memory": 0},
+                "Type": "CNI_PAUSE",
+                "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.0.108"]}],
+            }
+        ],
         "ClockDrift": {"ClockErrorBound": 0.5, "ReferenceTime": "2021-09-07T16:57:44Z"},
     }
 
@@ -201,8 +204,13 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     Detection swallows errors by design, so the refused address is recorded and checked afterwards.
     """
-    for name in ("AWS_LAMBDA_FUNCTION_NAME", "LAMBDA_TASK_ROOT", "ECS_CONTAINER_METADATA_URI_V4",
-                 "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"):
+    for name in (
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "LAMBDA_TASK_ROOT",
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     refused: List[str] = []

@@ -25,7 +25,10 @@ def test_default_identity_names_this_process():
     identity = detect(OFF_PLATFORM).identity()
 
     assert identity.fleet_info == {
-        "id": identity.fleet_instance_id, "type": "UNKNOWN", "vCPUs": len(os.sched_getaffinity(0))}
+        "id": identity.fleet_instance_id,
+        "type": "UNKNOWN",
+        "vCPUs": len(os.sched_getaffinity(0)),
+    }
     assert identity.configure_agent_metadata == {}
 
 
@@ -33,8 +36,11 @@ def test_default_identity_is_stable_within_a_process():
     first = detect(OFF_PLATFORM)
 
     assert isinstance(first, DefaultProvider)
-    assert {first.identity().fleet_instance_id, first.identity().fleet_instance_id,
-            DefaultProvider().identity().fleet_instance_id} == {first.identity().fleet_instance_id}
+    assert {
+        first.identity().fleet_instance_id,
+        first.identity().fleet_instance_id,
+        DefaultProvider().identity().fleet_instance_id,
+    } == {first.identity().fleet_instance_id}
 
 
 def test_default_identity_is_new_in_a_forked_child():
@@ -65,8 +71,12 @@ def test_lambda_is_identified_from_the_environment():
     assert isinstance(provider, LambdaProvider)
     identity = provider.identity()
     assert identity.fleet_instance_id == "checkout"
-    assert identity.fleet_info == {"computeType": "aws_lambda", "functionName": "checkout",
-                                   "memoryLimitInMB": 1024, "executionEnv": "AWS_Lambda_python3.12"}
+    assert identity.fleet_info == {
+        "computeType": "aws_lambda",
+        "functionName": "checkout",
+        "memoryLimitInMB": 1024,
+        "executionEnv": "AWS_Lambda_python3.12",
+    }
     assert identity.configure_agent_metadata == {
         "ComputePlatform": "AWSLambda",
         "AgentId": DefaultProvider().identity().fleet_instance_id,

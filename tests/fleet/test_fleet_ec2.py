@@ -37,7 +37,10 @@ def test_token_is_taken_with_put_and_sent_on_every_metadata_request(imds):
     assert token_request.headers["x-aws-ec2-metadata-token-ttl-seconds"] == "21600"
     assert imds.fake.tokens == [imds.fake.tokens[0]]
     assert sorted(r.path for r in metadata_requests) == [
-        "/latest/meta-data/instance-id", "/latest/meta-data/instance-type", "/latest/meta-data/local-hostname"]
+        "/latest/meta-data/instance-id",
+        "/latest/meta-data/instance-type",
+        "/latest/meta-data/local-hostname",
+    ]
     for request in metadata_requests:
         assert request.method == "GET"
         assert request.headers["x-aws-ec2-metadata-token"] == imds.fake.tokens[0]
@@ -106,12 +109,15 @@ def test_an_endpoint_that_is_not_http_is_never_opened(url):
     assert isinstance(detect(on_ec2(url)), DefaultProvider)
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, "http://169.254.169.254"),
-    ({ec2.DISABLED_ENV: "false"}, "http://169.254.169.254"),
-    ({ec2.ENDPOINT_MODE_ENV: "IPv6"}, "http://[fd00:ec2::254]"),
-    ({ec2.ENDPOINT_MODE_ENV: "IPv6", ec2.ENDPOINT_ENV: "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"),
-    ({ec2.DISABLED_ENV: "true", ec2.ENDPOINT_ENV: "http://127.0.0.1:8080"}, None),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "http://169.254.169.254"),
+        ({ec2.DISABLED_ENV: "false"}, "http://169.254.169.254"),
+        ({ec2.ENDPOINT_MODE_ENV: "IPv6"}, "http://[fd00:ec2::254]"),
+        ({ec2.ENDPOINT_MODE_ENV: "IPv6", ec2.ENDPOINT_ENV: "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"),
+        ({ec2.DISABLED_ENV: "true", ec2.ENDPOINT_ENV: "http://127.0.0.1:8080"}, None),
+    ],
+)
 def test_endpoint_is_chosen_as_boto3_chooses_it(env, expected):
     assert ec2.endpoint(env) == expected

@@ -16,16 +16,23 @@ def test_identity_is_the_task_arn_with_its_limits(ecs_metadata):
     assert identity is not None
     assert identity.fleet_instance_id == TASK_ARN
     assert identity.fleet_info == {
-        "computeType": "aws_fargate_task", "taskArn": TASK_ARN, "cpuLimit": 0.25, "memoryLimitInMB": 512}
+        "computeType": "aws_fargate_task",
+        "taskArn": TASK_ARN,
+        "cpuLimit": 0.25,
+        "memoryLimitInMB": 512,
+    }
     assert [(r.method, r.path) for r in ecs_metadata.requests] == [("GET", ecs_metadata.fake.prefix + "/task")]
 
 
-@pytest.mark.parametrize("limits, expected", [
-    (None, {}),
-    ({"Memory": 2048}, {"memoryLimitInMB": 2048}),
-    ({"CPU": 2, "Memory": None}, {"cpuLimit": 2}),
-    ({"CPU": True, "Memory": "512"}, {}),
-])
+@pytest.mark.parametrize(
+    "limits, expected",
+    [
+        (None, {}),
+        ({"Memory": 2048}, {"memoryLimitInMB": 2048}),
+        ({"CPU": 2, "Memory": None}, {"cpuLimit": 2}),
+        ({"CPU": True, "Memory": "512"}, {}),
+    ],
+)
 def test_absent_or_odd_limits_are_left_out(ecs_metadata, limits, expected):
     ecs_metadata.fake.task.pop("Limits")
     if limits is not None:

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Final, List, Optional, Sequence
 
+from codeguru_agent import config as configuration
 from support.collector_client import CollectorHandle, aws_env
 from support.waiting import wait_until as wait_until
-
-from codeguru_agent import config as configuration
 
 APPS: Final = Path(__file__).parent / "apps"
 HOST_TIMEOUT_S: Final = 60.0
@@ -33,8 +32,10 @@ del _logging, _sys, _handler
 """Every host program starts with this: the agent's log lines go to stderr, marked, so a test can
 tell them from the host's own output (the package logger alone has only a NullHandler)."""
 
-def agent_env(collector: Optional[CollectorHandle], group: Optional[str], tmp_path: Path,
-              **options: Any) -> Dict[str, str]:
+
+def agent_env(
+    collector: Optional[CollectorHandle], group: Optional[str], tmp_path: Path, **options: Any
+) -> Dict[str, str]:
     """A subprocess environment: boto3 pointed at ``collector``, the agent configured by option name.
 
     ``options`` are the agent's option names (``reporting_interval_ms=1000``), mapped to their
@@ -73,7 +74,7 @@ class HostRun:
 
     @property
     def agent_log(self) -> List[str]:
-        return [line[len(AGENT_PREFIX):] for line in self.stderr.splitlines() if line.startswith(AGENT_PREFIX)]
+        return [line[len(AGENT_PREFIX) :] for line in self.stderr.splitlines() if line.startswith(AGENT_PREFIX)]
 
     @property
     def agent_warnings(self) -> List[str]:
@@ -112,8 +113,14 @@ class Host:
     """A host program running in a subprocess; it reads stdin, so a test can pace it line by line."""
 
     def __init__(self, script: Path, env: Dict[str, str], args: Sequence[str] = ()) -> None:
-        self.process = subprocess.Popen([sys.executable, str(script), *args], env=env, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.pid = self.process.pid
 
     def send(self, line: str = "") -> None:
@@ -133,7 +140,9 @@ class Host:
         except subprocess.TimeoutExpired:
             self.process.kill()
             stdout, stderr = self.process.communicate()
-            raise AssertionError(f"the host did not exit within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}") from None
+            raise AssertionError(
+                f"the host did not exit within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            ) from None
         return HostRun(earlier_stdout + stdout, stderr, self.process.returncode, self.pid)
 
     def kill(self) -> None:
@@ -142,8 +151,9 @@ class Host:
         self.process.communicate()
 
 
-def run_host(script: Path, env: Dict[str, str], args: Sequence[str] = (), stdin: str = "",
-             timeout_s: float = HOST_TIMEOUT_S) -> HostRun:
+def run_host(
+    script: Path, env: Dict[str, str], args: Sequence[str] = (), stdin: str = "", timeout_s: float = HOST_TIMEOUT_S
+) -> HostRun:
     """Run a host program to its end; not ending within ``timeout_s`` is the failure."""
     host = Host(script, env, args)
     assert host.process.stdin is not None
@@ -165,8 +175,10 @@ def tokens(entries: Sequence[Dict[str, Any]]) -> List[str]:
 
 def attempts(collector: CollectorHandle) -> List[Dict[str, Any]]:
     """Every PostAgentProfile request, in order: ``token``, ``fault`` and ``status``."""
-    return [{"token": request["query"].get("profileToken"), "fault": request["fault"], "status": request["status"]}
-            for request in collector.requests("PostAgentProfile")]
+    return [
+        {"token": request["query"].get("profileToken"), "fault": request["fault"], "status": request["status"]}
+        for request in collector.requests("PostAgentProfile")
+    ]
 
 
 def assert_each_token_once(collector: CollectorHandle, group: str) -> List[Dict[str, Any]]:

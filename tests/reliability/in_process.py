@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from support.collector_client import CollectorHandle
 
 from reliability.helpers import agent_env
+from support.collector_client import CollectorHandle
 
 
-def use_agent_env(monkeypatch: pytest.MonkeyPatch, collector: CollectorHandle, group: str, tmp_path: Path,
-                  **options: Any) -> Dict[str, str]:
+def use_agent_env(
+    monkeypatch: pytest.MonkeyPatch, collector: CollectorHandle, group: str, tmp_path: Path, **options: Any
+) -> Dict[str, str]:
     """This process's environment as ``agent_env`` makes it for a host program."""
     env = agent_env(collector, group, tmp_path, **options)
     for name in [name for name in os.environ if name not in env]:

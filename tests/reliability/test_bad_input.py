@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
-from support.collector_client import CollectorHandle
 
 import codeguru_agent
 from codeguru_agent import config as configuration
 from reliability.helpers import agent_env, assert_each_token_once, error_count, frame_names, host_script, run_host
 from reliability.in_process import use_agent_env
 from reliability.test_exit import WORK_AND_EXIT
+from support.collector_client import CollectorHandle
 
 GROUP = "BadInput"
 PREFIX = configuration.ENV_PREFIX
@@ -59,13 +59,20 @@ def test_every_environment_variable_has_bad_values_here() -> None:
 
 
 def agent_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("codeguru_agent") and r.levelno >= logging.WARNING]
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("codeguru_agent") and r.levelno >= logging.WARNING
+    ]
 
 
 @pytest.mark.parametrize("variable, value", [(env, value) for env, values in BAD_VALUES.items() for value in values])
 def test_a_bad_value_is_one_warning_and_the_agent_runs_with_the_fallback(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture, variable: str, value: str) -> None:
+    collector: CollectorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, shutdown_timeout_ms=2000)
     monkeypatch.setenv(variable, value)
@@ -86,8 +93,11 @@ def test_a_bad_value_is_one_warning_and_the_agent_runs_with_the_fallback(
 
 
 DISABLED = {
-    "malformed-arn": ({PREFIX + "GROUP_ARN": "arn:aws:codeguru-profiler:us-east-1:123:profilingGroup/x"},
-                      [PREFIX + "GROUP_NAME"], "GROUP_ARN"),
+    "malformed-arn": (
+        {PREFIX + "GROUP_ARN": "arn:aws:codeguru-profiler:us-east-1:123:profilingGroup/x"},
+        [PREFIX + "GROUP_NAME"],
+        "GROUP_ARN",
+    ),
     "invalid-group-name": ({PREFIX + "GROUP_NAME": "has space"}, [], "GROUP_NAME"),
     "no-credentials": ({}, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "credentials"),
     "no-region": ({}, ["AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL_CODEGURUPROFILER"], "region"),
@@ -96,7 +106,8 @@ DISABLED = {
 
 @pytest.mark.parametrize("case", list(DISABLED))
 def test_an_unusable_configuration_is_one_warning_and_a_disabled_agent(
-        collector: CollectorHandle, tmp_path: Path, case: str) -> None:
+    collector: CollectorHandle, tmp_path: Path, case: str
+) -> None:
     collector.create_group(GROUP)
     extra, removed, named = DISABLED[case]
     env = agent_env(collector, GROUP, tmp_path)
@@ -111,6 +122,7 @@ def test_an_unusable_configuration_is_one_warning_and_a_disabled_agent(
 
 
 # --- frames the agent cannot describe --------------------------------------------------------------
+
 
 def parker(source_name: str, code_changes: Dict[str, Any], namespace: Dict[str, Any]) -> Callable[..., Any]:
     """A function ``parked(event)`` compiled under ``source_name``, its code object then changed."""
@@ -134,8 +146,10 @@ ODD_FRAMES: Dict[str, Callable[[], Callable[..., Any]]] = {
 @pytest.fixture
 def odd_threads() -> Iterator[List[str]]:
     release = threading.Event()
-    threads = [threading.Thread(target=make(), args=(release,), name=f"odd-{name}", daemon=True)
-               for name, make in ODD_FRAMES.items()]
+    threads = [
+        threading.Thread(target=make(), args=(release,), name=f"odd-{name}", daemon=True)
+        for name, make in ODD_FRAMES.items()
+    ]
     for thread in threads:
         thread.start()
     yield [thread.name for thread in threads]
@@ -146,8 +160,12 @@ def odd_threads() -> Iterator[List[str]]:
 
 @pytest.mark.parametrize("profile_format", ["json", "ion"])
 def test_frames_the_agent_cannot_describe_never_break_a_sample(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        odd_threads: List[str], profile_format: str) -> None:
+    collector: CollectorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    odd_threads: List[str],
+    profile_format: str,
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, profile_format=profile_format)
     profiler = codeguru_agent.start()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from support.collector_client import CollectorHandle
 
 from reliability.helpers import (
     Host,
@@ -24,6 +23,7 @@ from reliability.helpers import (
     tokens,
     wait_until,
 )
+from support.collector_client import CollectorHandle
 
 GROUP = "Delivery"
 
@@ -49,13 +49,17 @@ def serve(collector: CollectorHandle, tmp_path: Path, **options: Any) -> Host:
     return Host(host_script(tmp_path, SERVE), agent_env(collector, GROUP, tmp_path, **options))
 
 
-@pytest.mark.parametrize("fault", [
-    pytest.param({"status": 500, "code": "InternalServerException"}, id="5xx"),
-    pytest.param({"status": 429, "code": "ThrottlingException"}, id="429-throttling"),
-    pytest.param({"drop": True}, id="connection-dropped"),
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 500, "code": "InternalServerException"}, id="5xx"),
+        pytest.param({"status": 429, "code": "ThrottlingException"}, id="429-throttling"),
+        pytest.param({"drop": True}, id="connection-dropped"),
+    ],
+)
 def test_a_failed_submission_is_retried_with_its_token_and_stored_once(
-        collector: CollectorHandle, tmp_path: Path, fault: Dict[str, Any]) -> None:
+    collector: CollectorHandle, tmp_path: Path, fault: Dict[str, Any]
+) -> None:
     collector.create_group(GROUP)
     collector.fail_next("PostAgentProfile", count=2, **fault)
     host = serve(collector, tmp_path)

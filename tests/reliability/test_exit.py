@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from support.collector_client import CollectorHandle
 
 from reliability.helpers import HostRun, agent_env, assert_each_token_once, host_script, process_ids, run_host
+from support.collector_client import CollectorHandle
 
 GROUP = "Exit"
 
@@ -136,7 +136,8 @@ def test_starting_from_an_atexit_handler_never_raises_in_the_host(collector: Col
 
 
 def test_starting_from_a_thread_that_outlives_main_never_raises_in_the_host(
-        collector: CollectorHandle, tmp_path: Path) -> None:
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
     collector.create_group(GROUP)
     run = run_host(host_script(tmp_path, STARTED_BY_A_LATE_THREAD), agent_env(collector, GROUP, tmp_path))
 

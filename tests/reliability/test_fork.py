@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from support.collector_client import CollectorHandle
 
 from reliability.helpers import (
     agent_env,
@@ -18,6 +17,7 @@ from reliability.helpers import (
     process_ids,
     run_host,
 )
+from support.collector_client import CollectorHandle
 
 GROUP = "Fork"
 
@@ -66,8 +66,9 @@ def test_a_forked_child_is_profiled_on_its_own(collector: CollectorHandle, tmp_p
     collector.create_group(GROUP)
     collector.fail_next("PostAgentProfile", status=500)
     facts = tmp_path / "facts.json"
-    run = run_host(host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path),
-                   args=[str(facts), "started"])
+    run = run_host(
+        host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path), args=[str(facts), "started"]
+    )
 
     run.assert_host_intact("child exit code 0\n", 0)
     child = json.loads(facts.read_text())["child"]
@@ -83,8 +84,9 @@ def test_a_forked_child_is_profiled_on_its_own(collector: CollectorHandle, tmp_p
 def test_a_restarted_profiler_runs_one_agent_in_the_child(collector: CollectorHandle, tmp_path: Path) -> None:
     collector.create_group(GROUP)
     facts = tmp_path / "facts.json"
-    run = run_host(host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path),
-                   args=[str(facts), "restarted"])
+    run = run_host(
+        host_script(tmp_path, FORKING_HOST), agent_env(collector, GROUP, tmp_path), args=[str(facts), "restarted"]
+    )
 
     run.assert_host_intact("child exit code 0\n", 0)
     assert json.loads(facts.read_text())["threads"] == ONE_AGENT
@@ -127,12 +129,17 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("kind", ["pool", "executor"])
 def test_multiprocessing_workers_deliver_although_they_exit_through_os_exit(
-        collector: CollectorHandle, tmp_path: Path, kind: str) -> None:
+    collector: CollectorHandle, tmp_path: Path, kind: str
+) -> None:
     """The reporting interval is the default five minutes: what arrives is the workers' exit flush."""
     collector.create_group(GROUP)
     workers_file = tmp_path / "workers.json"
-    run = run_host(host_script(tmp_path, POOL_HOST), agent_env(collector, GROUP, tmp_path),
-                   args=[str(workers_file), kind], timeout_s=30)
+    run = run_host(
+        host_script(tmp_path, POOL_HOST),
+        agent_env(collector, GROUP, tmp_path),
+        args=[str(workers_file), kind],
+        timeout_s=30,
+    )
 
     run.assert_host_intact(f"squares {[n * n for n in range(8)]}\n", 0)
     workers = json.loads(workers_file.read_text())

@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+
 import pytest
-from support.collector_client import CollectorHandle
 
 import codeguru_agent
 from reliability.helpers import assert_each_token_once, frame_names, stored, wait_until
 from reliability.in_process import Phases, agent_threads, use_agent_env
+from support.collector_client import CollectorHandle
 
 GROUP = "KillSwitch"
 OBSERVE_S = 1.5
@@ -19,12 +20,16 @@ OBSERVE_S = 1.5
 
 
 def stored_with(collector: CollectorHandle, function: str) -> list:
-    return [entry for entry in stored(collector, GROUP)
-            if any(name.endswith(":" + function) for name in frame_names(entry["document"]))]
+    return [
+        entry
+        for entry in stored(collector, GROUP)
+        if any(name.endswith(":" + function) for name in frame_names(entry["document"]))
+    ]
 
 
 def test_the_kill_switch_stops_sampling_and_submission_until_removed(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     kill_file = tmp_path / "killProfiler"
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000, killswitch_file=kill_file)
@@ -56,7 +61,8 @@ def test_the_kill_switch_stops_sampling_and_submission_until_removed(
 
 
 def test_disabled_every_entry_point_is_a_no_op(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, enabled="false", reporting_interval_ms=1000)
     before = set(threading.enumerate())

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.collector_client import CollectorHandle
 
-from codeguru_agent import forksafe
 from codeguru_agent import profiler as lifecycle
-from codeguru_agent import runner, uploader
+from codeguru_agent.host import forksafe
+from codeguru_agent.reporting import uploader
+from codeguru_agent.sampling import runner
 from reliability.helpers import (
     agent_env,
     assert_each_token_once,
@@ -27,27 +27,31 @@ from reliability.helpers import (
     wait_until,
 )
 from reliability.in_process import agent_threads, use_agent_env
+from support.collector_client import CollectorHandle
 
 GROUP = "Launch"
 
 
 def test_the_agents_threads_are_named_as_the_runner_and_uploader_name_them() -> None:
-    from codeguru_agent import uploader
+    from codeguru_agent.reporting import uploader
 
     assert lifecycle.SAMPLER_THREAD_NAME == runner.THREAD_NAME
     assert lifecycle.UPLOADER_THREAD_NAME == uploader.THREAD_NAME
 
 
 def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     with forksafe.import_gate():
         profiler = lifecycle.start()
         assert profiler is not None and profiler.is_running()
         # Both threads exist from the start (Python 3.12 refuses new ones once shutdown begins).
-        assert sorted(thread.name for thread in agent_threads()) == [lifecycle.SAMPLER_THREAD_NAME,
-                                                                     lifecycle.UPLOADER_THREAD_NAME]
+        assert sorted(thread.name for thread in agent_threads()) == [
+            lifecycle.SAMPLER_THREAD_NAME,
+            lifecycle.UPLOADER_THREAD_NAME,
+        ]
         assert profiler.pause() and profiler.resume(), "pause and resume work before the launch ends"
     wait_until(lambda: profiler.flush(5.0) and stored(collector, GROUP), 30, "a profile once the launch ends")
     assert profiler.stop()
@@ -55,7 +59,8 @@ def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
 
 
 def test_a_pause_asked_for_during_the_launch_holds_once_sampling_begins(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     with forksafe.import_gate():
         profiler = lifecycle.start()
@@ -67,7 +72,8 @@ def test_a_pause_asked_for_during_the_launch_holds_once_sampling_begins(
 
 
 def test_a_stop_that_outlasts_the_launch_leaves_no_agent_behind(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, shutdown_timeout_ms=100)
     with forksafe.import_gate():
@@ -82,7 +88,8 @@ def test_a_stop_that_outlasts_the_launch_leaves_no_agent_behind(
 
 
 def test_a_start_after_a_given_up_launch_runs_one_agent(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, shutdown_timeout_ms=100)
     with forksafe.import_gate():
@@ -95,7 +102,8 @@ def test_a_start_after_a_given_up_launch_runs_one_agent(
 
 
 def test_wait_for_sampling_returns_once_the_first_sample_is_taken(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     with forksafe.import_gate():

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
-from support.collector_client import CollectorHandle
 
 import codeguru_agent
-from codeguru_agent import sampler
+from codeguru_agent.sampling import sampler
 from reliability.helpers import assert_each_token_once, error_count, stored, wait_until
 from reliability.in_process import agent_threads, use_agent_env
+from support.collector_client import CollectorHandle
 
 GROUP = "NeverRaise"
 THREADS = 4
@@ -27,17 +27,27 @@ CALLS_PER_THREAD = 30
 
 
 def agent_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("codeguru_agent") and r.levelno >= logging.WARNING]
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("codeguru_agent") and r.levelno >= logging.WARNING
+    ]
 
 
 def test_public_calls_in_any_order_from_several_threads_never_raise(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000, shutdown_timeout_ms=1000)
     shared = codeguru_agent.Profiler()
     calls: List[Callable[[], Any]] = [
-        codeguru_agent.start, codeguru_agent.stop, shared.start, shared.stop, shared.pause, shared.resume,
-        lambda: shared.flush(0.2), shared.is_running, lambda: codeguru_agent.Profiler().start(),
+        codeguru_agent.start,
+        codeguru_agent.stop,
+        shared.start,
+        shared.stop,
+        shared.pause,
+        shared.resume,
+        lambda: shared.flush(0.2),
+        shared.is_running,
+        lambda: codeguru_agent.Profiler().start(),
     ]
     errors: List[BaseException] = []
 
@@ -64,7 +74,8 @@ def test_public_calls_in_any_order_from_several_threads_never_raise(
 
 
 def test_a_second_start_says_so_and_returns(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     first = codeguru_agent.start()
@@ -79,15 +90,22 @@ def test_a_second_start_says_so_and_returns(
 
 
 def test_only_an_unknown_keyword_raises(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     with pytest.raises(TypeError, match="sampling_interval"):
         codeguru_agent.start(sampling_interval=10)
     with pytest.raises(TypeError, match="sampling_interval"):
         codeguru_agent.Profiler(sampling_interval=10)
-    bad_values = [{"sampling_interval_ms": "fast"}, {"excluded_threads": 5}, {"enabled": "maybe"},
-                  {"environment_override": 5}, {"environment_override": {"sampling_interval": "x"}},
-                  {"reporting_interval_ms": -1}, {"profile_format": "xml"}]
+    bad_values = [
+        {"sampling_interval_ms": "fast"},
+        {"excluded_threads": 5},
+        {"enabled": "maybe"},
+        {"environment_override": 5},
+        {"environment_override": {"sampling_interval": "x"}},
+        {"reporting_interval_ms": -1},
+        {"profile_format": "xml"},
+    ]
     for options in bad_values:
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
@@ -97,7 +115,8 @@ def test_only_an_unknown_keyword_raises(
 
 
 def test_the_sampler_survives_an_error_in_a_tick_and_counts_it(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     real_sample = sampler.Sampler.sample

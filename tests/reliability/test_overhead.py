@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List
 
 import pytest
-from support.collector_client import CollectorHandle
 
 import codeguru_agent
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
-from codeguru_agent.sampler import Sampler
+from codeguru_agent.sampling.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
+from codeguru_agent.sampling.sampler import Sampler
 from reliability.helpers import assert_each_token_once, stored, wait_until
 from reliability.in_process import use_agent_env
+from support.collector_client import CollectorHandle
 
 GROUP = "Overhead"
 
@@ -49,11 +49,19 @@ def test_the_interval_holds_inside_the_budget_and_ignores_empty_windows() -> Non
 
 
 def test_every_profile_carries_the_interval_in_force(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A budget no sampler can keep: the agent slows down, keeps profiling, and says so."""
     collector.create_group(GROUP)
-    use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000,
-                  sampling_interval_ms=1, cpu_limit_percent=0.01)
+    use_agent_env(
+        monkeypatch,
+        collector,
+        GROUP,
+        tmp_path,
+        reporting_interval_ms=1000,
+        sampling_interval_ms=1,
+        cpu_limit_percent=0.01,
+    )
 
     def slowed_down() -> bool:
         metrics = [e["document"]["debugInfo"]["genericMetrics"] for e in stored(collector, GROUP)]
@@ -87,7 +95,8 @@ def make_functions() -> List[Callable[..., None]]:
         f"        release.wait(0.001)\n"
         f"        return\n"
         f"    FUNCTIONS[random.randrange({FUNCTIONS})](depth - 1, release)\n"
-        for index in range(FUNCTIONS))
+        for index in range(FUNCTIONS)
+    )
     exec(compile(source, "stacks.py", "exec"), namespace)
     functions = [namespace[f"f{index}"] for index in range(FUNCTIONS)]
     namespace["FUNCTIONS"] = functions
@@ -133,10 +142,19 @@ def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: None) -> N
 
 
 def test_profiling_goes_on_with_a_tiny_memory_bound(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distinct_stacks: None) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distinct_stacks: None
+) -> None:
     collector.create_group(GROUP)
-    use_agent_env(monkeypatch, collector, GROUP, tmp_path, reporting_interval_ms=1000, memory_limit_mb=0.1,
-                  sampling_interval_ms=2, cpu_limit_percent=100)
+    use_agent_env(
+        monkeypatch,
+        collector,
+        GROUP,
+        tmp_path,
+        reporting_interval_ms=1000,
+        memory_limit_mb=0.1,
+        sampling_interval_ms=2,
+        cpu_limit_percent=100,
+    )
 
     def folded() -> bool:
         return any(e["document"]["debugInfo"]["genericMetrics"]["foldedStacks"] > 0 for e in stored(collector, GROUP))

@@ -15,9 +15,9 @@ from typing import Iterator, List, Set, Tuple
 
 import psutil
 import pytest
-from support.collector_client import CollectorHandle
 
 from reliability.helpers import HOST_TIMEOUT_S, agent_env, assert_each_token_once, process_ids, stored, wait_until
+from support.collector_client import CollectorHandle
 
 GROUP = "PreforkServer"
 WORKERS = 4
@@ -76,29 +76,49 @@ def workers_of(master: int) -> Set[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preload, worker_class", [(True, "sync"), (False, "gthread")],
-                         ids=["preload-sync", "no-preload-gthread"])
+@pytest.mark.parametrize(
+    "preload, worker_class", [(True, "sync"), (False, "gthread")], ids=["preload-sync", "no-preload-gthread"]
+)
 def test_every_worker_is_profiled_and_every_request_answered(
-        collector: CollectorHandle, tmp_path: Path, listening_socket: socket.socket,
-        preload: bool, worker_class: str) -> None:
+    collector: CollectorHandle, tmp_path: Path, listening_socket: socket.socket, preload: bool, worker_class: str
+) -> None:
     collector.create_group(GROUP)
     env = agent_env(collector, GROUP, tmp_path, reporting_interval_ms=1000, shutdown_timeout_ms=3000)
     fd = listening_socket.fileno()
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", worker_class,
-               "--threads", "2", "--bind", f"fd://{fd}", "--timeout", "30", "--graceful-timeout", "10",
-               *(["--preload"] if preload else []), "flask_app:app"]
-    server = subprocess.Popen(command, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(WORKERS),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        "2",
+        "--bind",
+        f"fd://{fd}",
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "10",
+        *(["--preload"] if preload else []),
+        "flask_app:app",
+    ]
+    server = subprocess.Popen(
+        command, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     base_url = "http://127.0.0.1:%d" % listening_socket.getsockname()[1]
     try:
-        workers = wait_until(lambda: len(workers_of(server.pid)) == WORKERS and workers_of(server.pid),
-                             HOST_TIMEOUT_S, "four workers")
+        workers = wait_until(
+            lambda: len(workers_of(server.pid)) == WORKERS and workers_of(server.pid), HOST_TIMEOUT_S, "four workers"
+        )
         wait_until(lambda: get(f"{base_url}/work/1")[0] == 200, HOST_TIMEOUT_S, "the first answer")
         answers, failures = load(base_url)
-        wait_until(lambda: workers <= set(process_ids(stored(collector, GROUP))), HOST_TIMEOUT_S,
-                   "a profile from every worker")
+        wait_until(
+            lambda: workers <= set(process_ids(stored(collector, GROUP))), HOST_TIMEOUT_S, "a profile from every worker"
+        )
         server.send_signal(signal.SIGTERM)
-        stdout, stderr = server.communicate(timeout=HOST_TIMEOUT_S)
+        _stdout, stderr = server.communicate(timeout=HOST_TIMEOUT_S)
     finally:
         if server.poll() is None:
             server.kill()

@@ -6,10 +6,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from support.collector_client import CollectorHandle
-
-from reliability.helpers import Host, agent_env, assert_each_token_once, attempts, host_script, stored, tokens, wait_until
+from reliability.helpers import (
+    Host,
+    agent_env,
+    assert_each_token_once,
+    attempts,
+    host_script,
+    stored,
+    tokens,
+    wait_until,
+)
 from reliability.test_delivery import SERVE
+from support.collector_client import CollectorHandle
 
 GROUP = "Refusals"
 REFUSALS = (
@@ -24,7 +32,8 @@ def serve(collector: CollectorHandle, tmp_path: Path) -> Host:
 
 
 def test_a_refused_profile_is_dropped_with_a_warning_and_the_next_is_delivered(
-        collector: CollectorHandle, tmp_path: Path) -> None:
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
     collector.create_group(GROUP)
     for status, code in REFUSALS:
         collector.fail_next("PostAgentProfile", status=status, code=code, message=f"refused with {status}")
@@ -34,7 +43,7 @@ def test_a_refused_profile_is_dropped_with_a_warning_and_the_next_is_delivered(
 
     run.assert_host_intact("read 0\n", 3)
     entries = assert_each_token_once(collector, GROUP)
-    refused = attempts(collector)[:len(REFUSALS)]
+    refused = attempts(collector)[: len(REFUSALS)]
     assert all(attempt["fault"] for attempt in refused)
     refused_tokens = [attempt["token"] for attempt in refused]
     assert len(set(refused_tokens)) == len(REFUSALS), "a refused profile was tried again"
@@ -54,14 +63,16 @@ def test_a_missing_group_pauses_sampling_until_it_exists(collector: CollectorHan
 
     run.assert_host_intact("read 0\n", 3)
     assert_each_token_once(collector, GROUP)
-    assert all(request["receivedAt"] >= created_ms for request in collector.requests("PostAgentProfile")), \
+    assert all(request["receivedAt"] >= created_ms for request in collector.requests("PostAgentProfile")), (
         "nothing is submitted while the group does not exist"
+    )
     assert [request["status"] for request in collector.requests("ConfigureAgent")][:2] == [404, 404]
     assert len(run.agent_warnings) == 1 and "not found" in run.agent_warnings[0], run.agent_warnings
 
 
 def test_a_profile_answered_not_found_is_held_and_delivered_once_the_group_is_back(
-        collector: CollectorHandle, tmp_path: Path) -> None:
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
     collector.create_group(GROUP)
     collector.fail_next("PostAgentProfile", status=404, code="ResourceNotFoundException")
     host = serve(collector, tmp_path)

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Set
 
 import pytest
-from support.collector_client import CollectorHandle
 
 from codeguru_agent import profiler as lifecycle
 from reliability.helpers import wait_until
 from reliability.in_process import agent_threads, use_agent_env
+from support.collector_client import CollectorHandle
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
 
@@ -36,7 +36,8 @@ def blocked_signals(thread: threading.Thread) -> Set[int]:
 
 
 def test_the_agents_threads_block_the_hosts_signals_but_not_their_own_faults(
-        collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector.create_group(GROUP)
     use_agent_env(monkeypatch, collector, GROUP, tmp_path)
     profiler = lifecycle.start()
@@ -44,8 +45,10 @@ def test_the_agents_threads_block_the_hosts_signals_but_not_their_own_faults(
     try:
         wait_until(lambda: profiler.flush(5.0), 30, "the agent to be up")
         threads = agent_threads()
-        assert sorted(thread.name for thread in threads) == [lifecycle.SAMPLER_THREAD_NAME,
-                                                             lifecycle.UPLOADER_THREAD_NAME]
+        assert sorted(thread.name for thread in threads) == [
+            lifecycle.SAMPLER_THREAD_NAME,
+            lifecycle.UPLOADER_THREAD_NAME,
+        ]
         for thread in threads:
             blocked = blocked_signals(thread)
             assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD} <= blocked, thread

@@ -7,8 +7,6 @@ import signal
 from pathlib import Path
 from typing import List
 
-from support.collector_client import CollectorHandle
-
 from reliability.helpers import (
     Host,
     agent_env,
@@ -23,6 +21,7 @@ from reliability.helpers import (
 )
 from reliability.test_delivery import SERVE
 from reliability.test_exit import WORK_AND_EXIT
+from support.collector_client import CollectorHandle
 
 GROUP = "Spool"
 

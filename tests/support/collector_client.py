@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import boto3
 from botocore.config import Config
+
 from support.waiting import wait_until
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -188,7 +189,7 @@ def spawn_collector(db_path: str, *args: str, start_timeout_s: float = 30.0) -> 
 
 def first_line(process: subprocess.Popen, timeout_s: float) -> str:
     """The first line a process writes to stdout, waiting at most ``timeout_s``."""
-    lines: "queue.Queue[str]" = queue.Queue()
+    lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     reader = threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
     reader.start()

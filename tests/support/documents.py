@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from codeguru_agent.document import AGENT_TYPE, Frame, build_callgraph
+from codeguru_agent.reporting.document import AGENT_TYPE, Frame, build_callgraph
 
 START_MS = 1_699_999_200_000
 """A fixed profile start, 2023-11-14T22:00:00Z, aligned to the hour."""

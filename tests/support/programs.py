@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, Final, List, Mapping, Optional, Sequence
 
 from codeguru_agent import config as configuration
-from codeguru_agent.document import walk_callgraph
-from codeguru_agent.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
+from codeguru_agent.reporting.document import walk_callgraph
+from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
 
 PROGRAM_TIMEOUT_S: Final = 60.0
 """A program still running after this long has hung: that is the failure."""
@@ -58,8 +58,11 @@ def command(entry: str, args: Sequence[str]) -> List[str]:
 
 def clean_env(tmp_path: Path, **variables: Any) -> Dict[str, str]:
     """No AWS configuration but dummy credentials, no agent variables but a harmless kill-switch path."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("AWS_") and name not in ("PYTHONPATH", "PYTHONWARNINGS")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and name not in ("PYTHONPATH", "PYTHONWARNINGS")
+    }
     env.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
@@ -96,22 +99,33 @@ class Finished:
     @property
     def warnings(self) -> List[str]:
         """The agent's WARNING (and worse) lines on stderr."""
-        return [line for line in self.stderr.splitlines()
-                if line.startswith(("codeguru-agent: WARNING", "codeguru-agent: ERROR", "codeguru-agent: CRITICAL"))]
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if line.startswith(("codeguru-agent: WARNING", "codeguru-agent: ERROR", "codeguru-agent: CRITICAL"))
+        ]
 
 
-def run(entry: str, args: Sequence[str], env: Mapping[str, str], cwd: Optional[Path] = None,
-        timeout_s: float = PROGRAM_TIMEOUT_S) -> Finished:
+def run(
+    entry: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Optional[Path] = None,
+    timeout_s: float = PROGRAM_TIMEOUT_S,
+) -> Finished:
     try:
-        done = subprocess.run(command(entry, args), check=False, env=dict(env), cwd=cwd, capture_output=True,
-                              text=True, timeout=timeout_s)
+        done = subprocess.run(
+            command(entry, args), check=False, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired as expired:
-        raise AssertionError(f"{entry} {' '.join(args)} did not end within {timeout_s} s\n"
-                             f"stdout:\n{expired.stdout!r}\nstderr:\n{expired.stderr!r}") from None
+        raise AssertionError(
+            f"{entry} {' '.join(args)} did not end within {timeout_s} s\n"
+            f"stdout:\n{expired.stdout!r}\nstderr:\n{expired.stderr!r}"
+        ) from None
     return Finished(done.stdout, done.stderr, done.returncode)
 
 
-def finish(process: "subprocess.Popen[str]", timeout_s: float = PROGRAM_TIMEOUT_S) -> Finished:
+def finish(process: subprocess.Popen[str], timeout_s: float = PROGRAM_TIMEOUT_S) -> Finished:
     """Wait for a started program; if it hangs, fail with every thread's stack, not just a timeout.
 
     SIGABRT makes faulthandler (on through ``clean_env``) print each thread's traceback to stderr.
@@ -126,14 +140,16 @@ def finish(process: "subprocess.Popen[str]", timeout_s: float = PROGRAM_TIMEOUT_
             stdout, stderr = process.communicate(timeout=10)
         finally:
             process.kill()
-        raise AssertionError(f"the program did not end within {timeout_s} s\n"
-                             f"stdout:\n{stdout}\nstderr:\n{stderr}") from None
+        raise AssertionError(
+            f"the program did not end within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ) from None
     return Finished(stdout, stderr, process.returncode)
 
 
 def profile_files(directory: Path) -> List[Path]:
-    return sorted(path for path in directory.iterdir()
-                  if path.name.startswith("profile-") and path.suffix in (".json", ".ion"))
+    return sorted(
+        path for path in directory.iterdir() if path.name.startswith("profile-") and path.suffix in (".json", ".ion")
+    )
 
 
 def read_profiles(directory: Path) -> List[Dict[str, Any]]:

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from support.collector_client import aws_env
-
 import codeguru_agent.aws_lambda as aws_lambda_package
+from support.collector_client import aws_env
 
 LAMBDA_TESTS = Path(__file__).parent.parent / "aws_lambda"
 TASK_ROOT = LAMBDA_TESTS / "task_root"
@@ -60,10 +59,17 @@ class SimulatedLambda:
         command = [sys.executable, str(RUNTIME)]
         if exec_wrapper:
             command = [str(EXEC_WRAPPER), *command]
-        self._stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self._stderr, text=True, cwd=str(TASK_ROOT))
-        self._lines: "queue.Queue[str]" = queue.Queue()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- read and closed by stop(), after the process ends
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            cwd=str(TASK_ROOT),
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name="test-lambda-stdout", daemon=True)
         self._reader.start()
         self.invocations: List[Dict[str, Any]] = []

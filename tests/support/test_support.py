@@ -6,9 +6,9 @@ import os
 from typing import List
 
 import pytest
-from support.waiting import wait_until
 
 from codeguru_agent.fleet import ec2
+from support.waiting import wait_until
 
 
 def test_ec2_instance_metadata_is_off_unless_a_test_turns_it_on() -> None:

@@ -93,8 +93,12 @@ _lock = threading.Lock()
 _agent: Optional[_LambdaAgent] = None
 
 
-def with_lambda_profiler(profiling_group_name: Any = None, region_name: Optional[str] = None,
-                         environment_override: Optional[Dict[str, Any]] = None, **options: Any) -> Any:
+def with_lambda_profiler(
+    profiling_group_name: Any = None,
+    region_name: Optional[str] = None,
+    environment_override: Optional[Dict[str, Any]] = None,
+    **options: Any,
+) -> Any:
     """Decorate a Lambda handler ``handler(event, context)`` to profile its invocations.
 
     The profiling group is ``profiling_group_name``, else the one in the environment
@@ -123,8 +127,13 @@ def with_lambda_profiler(profiling_group_name: Any = None, region_name: Optional
     return decorate
 
 
-def _begin(context: Any, group: Optional[str], region: Optional[str], overrides: Optional[Dict[str, Any]],
-           options: Dict[str, Any]) -> Optional[_LambdaAgent]:
+def _begin(
+    context: Any,
+    group: Optional[str],
+    region: Optional[str],
+    overrides: Optional[Dict[str, Any]],
+    options: Dict[str, Any],
+) -> Optional[_LambdaAgent]:
     try:
         agent = _get_agent(group, region, overrides, options)
         agent.begin(context)
@@ -141,8 +150,9 @@ def _end(agent: _LambdaAgent) -> None:
         logger.warning("CodeGuru profiler failed after the invocation", exc_info=True)
 
 
-def _get_agent(group: Optional[str], region: Optional[str], overrides: Optional[Dict[str, Any]],
-               options: Dict[str, Any]) -> _LambdaAgent:
+def _get_agent(
+    group: Optional[str], region: Optional[str], overrides: Optional[Dict[str, Any]], options: Dict[str, Any]
+) -> _LambdaAgent:
     """The process's agent, built on the first invocation (one per process, like the profiler)."""
     global _agent
     with _lock:
@@ -151,15 +161,19 @@ def _get_agent(group: Optional[str], region: Optional[str], overrides: Optional[
             try:
                 profiler = _build_profiler(group, region, overrides, options, provider)
             except Exception:  # a profiler that cannot be built leaves the handler unprofiled, quietly
-                logger.warning("CodeGuru profiler could not be built; this function runs unprofiled",
-                               exc_info=True)
+                logger.warning("CodeGuru profiler could not be built; this function runs unprofiled", exc_info=True)
                 profiler = None
             _agent = _LambdaAgent(profiler, provider)
         return _agent
 
 
-def _build_profiler(group: Optional[str], region: Optional[str], overrides: Optional[Dict[str, Any]],
-                    options: Dict[str, Any], provider: LambdaProvider) -> Any:
+def _build_profiler(
+    group: Optional[str],
+    region: Optional[str],
+    overrides: Optional[Dict[str, Any]],
+    options: Dict[str, Any],
+    provider: LambdaProvider,
+) -> Any:
     from codeguru_agent.profiler import Profiler
 
     if group is None and not any(os.environ.get(name) for name in _GROUP_ENVS):

@@ -55,7 +55,8 @@ def load_handler(name: Optional[str]) -> Callable[..., Any]:
     if not name or not name.strip():
         raise HandlerNotFoundError(
             f"{HANDLER_ENV} is not set: set it to your function's handler (module.function), "
-            f"or set AWS_LAMBDA_EXEC_WRAPPER to the codeguru_profiler_lambda_exec script, which sets it")
+            f"or set AWS_LAMBDA_EXEC_WRAPPER to the codeguru_profiler_lambda_exec script, which sets it"
+        )
     name = name.strip()
     module_path, _, function_name = name.rpartition(".")
     if not module_path or not function_name:
@@ -70,8 +71,9 @@ def load_handler(name: Optional[str]) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # import failures of any kind surface as Lambda reports them
-        raise HandlerNotFoundError(f"unable to import module {module_name!r} for handler {name!r}: "
-                                   f"{type(error).__name__}: {error}") from error
+        raise HandlerNotFoundError(
+            f"unable to import module {module_name!r} for handler {name!r}: {type(error).__name__}: {error}"
+        ) from error
     if not hasattr(module, function_name):
         raise HandlerNotFoundError(f"handler {function_name!r} missing on module {module_name!r} ({name!r})")
     handler = getattr(module, function_name)

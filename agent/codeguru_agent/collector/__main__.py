@@ -2,6 +2,6 @@
 
 import sys
 
-from codeguru_agent.collector.cli import main
+from codeguru_agent.cli.collector import main
 
 sys.exit(main())

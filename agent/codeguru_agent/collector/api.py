@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Tuple
 
-from codeguru_agent import deepjson, encoding
 from codeguru_agent.collector import auth, validate
 from codeguru_agent.collector.store import Group, Store, StoredProfile
-from codeguru_agent.document import merge_callgraph, total_count, walk_callgraph
+from codeguru_agent.reporting import deepjson, encoding
+from codeguru_agent.reporting.document import merge_callgraph, total_count, walk_callgraph
 
 AGENT_PARAMETERS: Final = (
     "SamplingIntervalInMilliseconds",
@@ -362,7 +362,7 @@ class Service:
     def _FlameGraph(self, request: Request) -> Response:
         """The merged profiles of a range as the self-contained flame graph page (not an API operation)."""
         try:
-            from codeguru_agent.flamegraph import render_html
+            from codeguru_agent.viewer.flamegraph import render_html
         except ImportError:
             raise ApiError("NotImplemented", "this installation has no flame graph renderer", status=501) from None
         aggregate = self.aggregate(request)

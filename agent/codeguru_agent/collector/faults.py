@@ -77,7 +77,7 @@ class Fault:
         return self.message or f"injected fault for {self.operation}"
 
     @classmethod
-    def from_json(cls, body: Any) -> "Fault":
+    def from_json(cls, body: Any) -> Fault:
         """A fault from the admin API's JSON: operation, count, status, code, message, delayMs, drop."""
         if not isinstance(body, dict):
             raise FaultError("the fault must be a JSON object")

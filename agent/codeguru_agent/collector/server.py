@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from codeguru_agent.collector import admin, auth
+from codeguru_agent.collector import auth, hooks
 from codeguru_agent.collector.api import AgentConfigurations, ApiError, Request, Response, Service
 from codeguru_agent.collector.faults import Fault, FaultInjector, RequestJournal
 from codeguru_agent.collector.store import Store, StoreError
@@ -118,7 +118,7 @@ class CollectorServer:
         except Invalid as error:
             raise CollectorError(f"bad agent configuration override: {error}") from None
         self.service: Optional[Service] = None
-        self.admin: Optional[admin.Admin] = None
+        self.admin: Optional[hooks.Admin] = None
         self._store: Optional[Store] = None
         self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -132,7 +132,7 @@ class CollectorServer:
         host = f"[{self.options.host.strip('[]')}]" if ":" in self.options.host else self.options.host
         return f"http://{host}:{port}"
 
-    def start(self) -> "CollectorServer":
+    def start(self) -> CollectorServer:
         """Open the database, bind the port and serve on a daemon thread."""
         if self._httpd is not None:
             return self
@@ -143,7 +143,7 @@ class CollectorServer:
         self.service = Service(self._store, self.configurations, self.options.auto_create, self.options.max_body_bytes)
         if self.options.test_hooks:
             assert self.journal is not None
-            self.admin = admin.Admin(self._store, self.faults, self.journal, self.configurations)
+            self.admin = hooks.Admin(self._store, self.faults, self.journal, self.configurations)
         family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
         try:
             self._httpd = _HTTPServer((self.options.host.strip("[]"), self.options.port), self, family)
@@ -183,7 +183,7 @@ class CollectorServer:
         if self._store is not None:
             self._store.close()
 
-    def __enter__(self) -> "CollectorServer":
+    def __enter__(self) -> CollectorServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -311,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         if target.path.startswith("/_test/"):
-            hook = admin.ROUTES.get((self.command, target.path[len("/_test/") :]))
+            hook = hooks.ROUTES.get((self.command, target.path[len("/_test/") :]))
             if hook is None or collector.admin is None:
                 self._send_error(_unknown(self.command, target.path))
             else:
@@ -329,7 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Journaled before the answer goes out: a client that reads the journal right after its
             # answer must find its own request there.
             self._journal = lambda status, faulted: journal.record(
-                _journal_entry(request, received_ms, status, faulted))
+                _journal_entry(request, received_ms, status, faulted)
+            )
         try:
             status, faulted = self._answer(collector, request)
             if status is None and self._journal is not None:  # a dropped connection sends nothing

@@ -245,7 +245,7 @@ class Store:
         row = self._db.execute("SELECT * FROM groups WHERE name = ?", (name,)).fetchone()
         return None if row is None else _group(row)
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
 

@@ -14,7 +14,7 @@ import re
 import zlib
 from typing import Any, Final, List, Mapping, Optional, Tuple
 
-from codeguru_agent import encoding
+from codeguru_agent.reporting import encoding
 
 NAME_PATTERN: Final = re.compile(r"[\w-]{1,255}", re.ASCII)
 TOKEN_PATTERN: Final = re.compile(r"[\w-]{1,64}", re.ASCII)
@@ -45,7 +45,7 @@ def token(value: Optional[str], field: str) -> str:
     return _matching(value, TOKEN_PATTERN, field, "1 to 64 letters, digits, '_' or '-'")
 
 
-def _matching(value: Optional[str], pattern: "re.Pattern[str]", field: str, rule: str) -> str:
+def _matching(value: Optional[str], pattern: re.Pattern[str], field: str, rule: str) -> str:
     if not isinstance(value, str):
         raise Invalid(f"{field} is required and must be a string of {rule}")
     if not pattern.fullmatch(value):
@@ -81,7 +81,7 @@ def timestamp_ms(text: Optional[str], field: str) -> Optional[int]:
     if text is None:
         return None
     if _EPOCH_SECONDS.fullmatch(text):
-        return int(round(float(text) * 1000))
+        return round(float(text) * 1000)
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise Invalid(f"{field} must be an ISO 8601 time such as 2020-06-01T13:15:02.001Z, got {_short(text)}")

@@ -55,7 +55,10 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> FleetProvider:
     """
     env = os.environ if environ is None else environ
     platforms: Tuple[Tuple[str, Callable[[Mapping[str, str]], Optional[FleetProvider]]], ...] = (
-        ("Lambda", lambda_provider), ("ECS", _ecs_provider), ("EC2", _ec2_provider))
+        ("Lambda", lambda_provider),
+        ("ECS", _ecs_provider),
+        ("EC2", _ec2_provider),
+    )
     for platform, lookup in platforms:
         try:
             provider = lookup(env)

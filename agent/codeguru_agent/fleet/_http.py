@@ -37,8 +37,9 @@ class _Connection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         read_timeout_s = self.timeout
-        self.timeout = self._connect_timeout_s if read_timeout_s is None else min(self._connect_timeout_s,
-                                                                                  read_timeout_s)
+        self.timeout = (
+            self._connect_timeout_s if read_timeout_s is None else min(self._connect_timeout_s, read_timeout_s)
+        )
         try:
             super().connect()
         finally:
@@ -63,15 +64,17 @@ class _Handler(urllib.request.AbstractHTTPHandler):
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         # Made here, not up front: loading the CA store costs milliseconds, and IMDS and ECS speak http.
         tls = ssl.create_default_context()
-        return self.do_open(functools.partial(_TLSConnection, connect_timeout_s=self._connect_timeout_s,
-                                              context=tls), req)
+        return self.do_open(
+            functools.partial(_TLSConnection, connect_timeout_s=self._connect_timeout_s, context=tls), req
+        )
 
 
 class MetadataClient:
     """Requests to one metadata service, all within one deadline that starts here."""
 
-    def __init__(self, base_url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                 total_timeout_s: float = TOTAL_TIMEOUT_S) -> None:
+    def __init__(
+        self, base_url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, total_timeout_s: float = TOTAL_TIMEOUT_S
+    ) -> None:
         try:
             parts = urlsplit(base_url)
             valid = parts.scheme in ("http", "https") and bool(parts.hostname)

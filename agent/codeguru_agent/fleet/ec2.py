@@ -41,8 +41,12 @@ def endpoint(environ: Mapping[str, str]) -> Optional[str]:
     return IPV4_ENDPOINT
 
 
-def lookup(environ: Mapping[str, str], *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-           total_timeout_s: float = TOTAL_TIMEOUT_S) -> Optional[FleetIdentity]:
+def lookup(
+    environ: Mapping[str, str],
+    *,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    total_timeout_s: float = TOTAL_TIMEOUT_S,
+) -> Optional[FleetIdentity]:
     """This instance's identity; None if IMDS is turned off, MetadataError if it does not answer.
 
     The instance id is required; the host name and type are added when IMDS gives them in time.
@@ -52,8 +56,11 @@ def lookup(environ: Mapping[str, str], *, connect_timeout_s: float = CONNECT_TIM
         logger.debug("EC2 instance metadata is turned off by %s", DISABLED_ENV)
         return None
     client = MetadataClient(base_url, connect_timeout_s=connect_timeout_s, total_timeout_s=total_timeout_s)
-    token = text_value(client.request(TOKEN_PATH, method="PUT", headers={TOKEN_TTL_HEADER: str(TOKEN_TTL_S)}),
-                       "the IMDSv2 token", max_chars=4096)
+    token = text_value(
+        client.request(TOKEN_PATH, method="PUT", headers={TOKEN_TTL_HEADER: str(TOKEN_TTL_S)}),
+        "the IMDSv2 token",
+        max_chars=4096,
+    )
     headers = {TOKEN_HEADER: token}
 
     def read(name: str) -> str:

@@ -12,7 +12,12 @@ from typing import Any, Dict, Final, Mapping, Optional
 
 from codeguru_agent.fleet import FleetIdentity
 from codeguru_agent.fleet._http import (
-    CONNECT_TIMEOUT_S, MAX_VALUE_CHARS, TOTAL_TIMEOUT_S, MetadataClient, MetadataError, text_value,
+    CONNECT_TIMEOUT_S,
+    MAX_VALUE_CHARS,
+    TOTAL_TIMEOUT_S,
+    MetadataClient,
+    MetadataError,
+    text_value,
 )
 
 logger = logging.getLogger(__name__)
@@ -24,8 +29,12 @@ _LIMITS: Final = (("cpuLimit", "CPU"), ("memoryLimitInMB", "Memory"))
 """fleetInfo key and the task document's ``Limits`` key, in the order the official agent writes them."""
 
 
-def lookup(environ: Mapping[str, str], *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-           total_timeout_s: float = TOTAL_TIMEOUT_S) -> Optional[FleetIdentity]:
+def lookup(
+    environ: Mapping[str, str],
+    *,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    total_timeout_s: float = TOTAL_TIMEOUT_S,
+) -> Optional[FleetIdentity]:
     """This task's identity; None off ECS, MetadataError if the endpoint does not answer usefully."""
     uri = environ.get(URI_ENV)
     if not uri:

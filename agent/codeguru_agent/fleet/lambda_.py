@@ -48,8 +48,9 @@ class _Invocation:
 class LambdaProvider:
     """The Lambda function's identity, updated by the wrapper at each invocation's start and end."""
 
-    def __init__(self, environ: Optional[Mapping[str, str]] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, environ: Optional[Mapping[str, str]] = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         env = os.environ if environ is None else environ
         self._clock = clock
         self.function_name: Optional[str] = env.get(LAMBDA_FUNCTION_NAME_ENV) or None

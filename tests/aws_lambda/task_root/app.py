@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import codeguru_agent
 import workload
+
+import codeguru_agent
 
 
 @codeguru_agent.with_lambda_profiler()

@@ -45,8 +45,11 @@ def lambda_hot_loop(until: float) -> int:
 
 def await_configure_agent(request_id: str, timeout_s: float = 20.0) -> None:
     """Work until the collector has seen a ConfigureAgent call made during this invocation."""
-    url = os.environ["AWS_ENDPOINT_URL_CODEGURUPROFILER"] + "/_test/requests?" + \
-        urllib.parse.urlencode({"operation": "ConfigureAgent"})
+    url = (
+        os.environ["AWS_ENDPOINT_URL_CODEGURUPROFILER"]
+        + "/_test/requests?"
+        + urllib.parse.urlencode({"operation": "ConfigureAgent"})
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with urllib.request.urlopen(url, timeout=5) as response:

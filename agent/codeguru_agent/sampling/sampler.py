@@ -20,12 +20,12 @@ import time
 import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
 
-from codeguru_agent import frames as names
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.frames import Frame
+from codeguru_agent.sampling import frames as names
+from codeguru_agent.sampling.frames import Frame
 
 if TYPE_CHECKING:
-    from codeguru_agent.document import Profile
+    from codeguru_agent.reporting.document import Profile
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -53,7 +53,7 @@ _NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
 class _CodeEntry:
     """What the sampler knows of one code object; positions map offsets to frame ids."""
 
-    __slots__ = ("code", "positions", "name", "file", "boto")
+    __slots__ = ("boto", "code", "file", "name", "positions")
 
     def __init__(self, code: types.CodeType, name: str, file: str) -> None:
         self.code = code
@@ -129,8 +129,11 @@ class FrameTable:
 
 def code_bytes(code: types.CodeType) -> int:
     """What a new code entry costs: the entry, and the code object it keeps alive."""
-    size = _CODE_BYTES + _CODE_OBJECT_BYTES + sum(
-        sys.getsizeof(part) for part in (code, code.co_consts, code.co_names, code.co_filename))
+    size = (
+        _CODE_BYTES
+        + _CODE_OBJECT_BYTES
+        + sum(sys.getsizeof(part) for part in (code, code.co_consts, code.co_names, code.co_filename))
+    )
     if sys.version_info < (3, 11):
         size += sys.getsizeof(code.co_code) + _QUALNAMES_BYTES  # 3.11 moved the bytecode in, and has co_qualname
     return size
@@ -156,7 +159,7 @@ class Aggregate(NamedTuple):
         The document module is imported here, on the uploader's thread, not by the sampling thread
         before its first sample.
         """
-        from codeguru_agent.document import Profile
+        from codeguru_agent.reporting.document import Profile
 
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
@@ -189,8 +192,13 @@ class Sampler:
     known above it. Either way the sample is counted as folded, once.
     """
 
-    def __init__(self, config: AgentConfig, *, clock_ms: Callable[[], int] = _wall_ms,
-                 current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock_ms: Callable[[], int] = _wall_ms,
+        current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames,
+    ) -> None:
         self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
         self._excluded_names: FrozenSet[str] = config.excluded_threads
@@ -270,8 +278,7 @@ class Sampler:
                 # resumable: another caller can resume it at the same offset; or the leaf is
                 # missing its synthetic child, which the next tick adds
                 last.pop(ident, None)
-            elif previous is not None and previous[0] == id(frame) and previous[1] == lasti \
-                    and previous[2] == stack_id:
+            elif previous is not None and previous[0] == id(frame) and previous[1] == lasti and previous[2] == stack_id:
                 # at the same place a whole interval: parked, so kept and never walked again while
                 # it stays there (only the object itself tells it from a later call at its address)
                 last[ident] = (frame, lasti, stack_id)

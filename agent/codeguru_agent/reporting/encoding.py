@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
-from codeguru_agent import deepjson
+from codeguru_agent.reporting import deepjson
 
 JSON_CONTENT_TYPE: Final = "application/json"
 ION_CONTENT_TYPE: Final = "application/x-amzn-ion"
@@ -94,8 +94,9 @@ def _with_file_symbols(document: dict[str, Any]) -> dict[str, Any]:
             node["file"] = symbol
         children = node.get("children")
         if isinstance(children, dict):
-            copied = node["children"] = {name: dict(child) if isinstance(child, dict) else child
-                                         for name, child in children.items()}
+            copied = node["children"] = {
+                name: dict(child) if isinstance(child, dict) else child for name, child in children.items()
+            }
             pending.extend(child for child in copied.values() if isinstance(child, dict))
     return copy
 
@@ -177,9 +178,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
             return deepjson.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DecodeError(f"body is not valid JSON: {error}") from None
-    raise DecodeError(
-        f"unsupported content type {content_type!r}: use {JSON_CONTENT_TYPE} or {ION_CONTENT_TYPE}"
-    )
+    raise DecodeError(f"unsupported content type {content_type!r}: use {JSON_CONTENT_TYPE} or {ION_CONTENT_TYPE}")
 
 
 def _decode_ion(body: bytes) -> Any:

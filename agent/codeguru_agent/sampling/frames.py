@@ -25,6 +25,7 @@ class Frame(NamedTuple):
     file: Optional[str] = None
     line: Optional[int] = None
 
+
 SLEEP: Final = Frame("<Sleep>")
 QUEUE_GET: Final = Frame("<queue.get>")
 LXML_SCHEMA: Final = Frame("lxml.etree:XMLSchema:__init__")
@@ -33,10 +34,20 @@ TRUNCATED: Final = Frame("<Truncated>")
 RESUMABLE_FLAGS: Final = 0x20 | 0x80 | 0x100 | 0x200
 """``co_flags`` of generators, coroutines, iterable coroutines and async generators: code that another
 caller can resume at the same offset, so its frame and offset do not pin the stack below it."""
-_NAME_LOADS: Final = frozenset({
-    "LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST",
-    "LOAD_FROM_DICT_OR_GLOBALS", "LOAD_SUPER_ATTR", "IMPORT_NAME", "IMPORT_FROM",
-})
+_NAME_LOADS: Final = frozenset(
+    {
+        "LOAD_ATTR",
+        "LOAD_METHOD",
+        "LOAD_GLOBAL",
+        "LOAD_NAME",
+        "LOAD_DEREF",
+        "LOAD_FAST",
+        "LOAD_FROM_DICT_OR_GLOBALS",
+        "LOAD_SUPER_ATTR",
+        "IMPORT_NAME",
+        "IMPORT_FROM",
+    }
+)
 _CACHE_ENTRY_BYTES: Final = 120  # a file's entry in the module cache, its name aside
 _INDEX_ENTRY_BYTES: Final = 100  # a module's entry in the file index: the dict's share, at most
 _BOTO_CLIENT_SUFFIXES: Final = (os.sep + os.path.join("botocore", "client.py"), "/botocore/client.py")
@@ -102,7 +113,7 @@ def _line_instructions(code: types.CodeType, offset: int) -> List["dis.Instructi
     """
     import dis
 
-    current: List["dis.Instruction"] = []
+    current: List[dis.Instruction] = []
     for instruction in dis.get_instructions(code):
         if instruction.offset > offset:
             break
@@ -120,9 +131,7 @@ def _starts_line(instruction: "dis.Instruction") -> bool:
 
 def _names_loaded_on_line(code: types.CodeType, offset: int) -> FrozenSet[str]:
     try:
-        return frozenset(
-            str(i.argval) for i in _line_instructions(code, offset) if i.opname in _NAME_LOADS
-        )
+        return frozenset(str(i.argval) for i in _line_instructions(code, offset) if i.opname in _NAME_LOADS)
     except Exception:  # bytecode of exotic origin (cython shims, odd versions): no synthetic frame
         return frozenset()
 
@@ -196,14 +205,17 @@ class ModuleNames:
             by_file[file if path == file else path] = name  # the module's own string when it is the same
         self._by_file = by_file
         self._index_bytes = sys.getsizeof(by_file) + sum(
-            sys.getsizeof(path) for path, name in by_file.items() if path is not getattr(sys.modules.get(name), "__file__", None))
+            sys.getsizeof(path)
+            for path, name in by_file.items()
+            if path is not getattr(sys.modules.get(name), "__file__", None)
+        )
         self._modules_seen = len(sys.modules)
 
 
 def _pseudo_file_module(filename: str) -> str:
     """``<frozen importlib._bootstrap>`` is module ``importlib._bootstrap``; ``<string>`` stays as is."""
     if filename.startswith("<frozen ") and filename.endswith(">"):
-        return filename[len("<frozen "):-1]
+        return filename[len("<frozen ") : -1]
     return filename
 
 
@@ -216,7 +228,7 @@ def _module_from_sys_path(path: str, search_path: Sequence[str]) -> str:
         prefix = root if root.endswith(os.sep) else root + os.sep
         if path.startswith(prefix) and len(prefix) > len(best):
             best = prefix
-    relative = path[len(best):] if best else path.lstrip(os.sep)
+    relative = path[len(best) :] if best else path.lstrip(os.sep)
     stem, _ = os.path.splitext(relative)
     if stem.endswith(os.sep + "__init__"):
         stem = stem[: -len("__init__") - 1]

@@ -16,8 +16,8 @@ import time
 from typing import Callable, Final, Optional
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.governor import WINDOW_S, OverheadGovernor
-from codeguru_agent.sampler import Aggregate, Sampler
+from codeguru_agent.sampling.governor import WINDOW_S, OverheadGovernor
+from codeguru_agent.sampling.sampler import Aggregate, Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,13 @@ _TWO_TO_53: Final = float(1 << 53)
 class Runner:
     """Owns the sampler and its thread; hands sealed aggregates to ``on_sealed``."""
 
-    def __init__(self, config: AgentConfig, on_sealed: Callable[[Aggregate, float], None],
-                 *, exclude_ident: Callable[[], Optional[int]] = lambda: None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        on_sealed: Callable[[Aggregate, float], None],
+        *,
+        exclude_ident: Callable[[], Optional[int]] = lambda: None,
+    ) -> None:
         self._config = config
         self._on_sealed = on_sealed
         self._exclude_ident = exclude_ident
@@ -265,7 +270,6 @@ class Runner:
         finally:
             self._seal_now = False
             self._sealed.set()
-
 
     def _uniform(self) -> float:
         """A number in [0, 1) for the jitter: a 64-bit linear congruential generator, seeded from

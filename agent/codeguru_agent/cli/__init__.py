@@ -22,15 +22,15 @@ commands:
 
 def _command(name: str) -> Optional[Callable[[Sequence[str]], int]]:
     if name == "run":
-        from codeguru_agent.run import main as run_main
+        from codeguru_agent.cli.run import main as run_main
 
         return run_main
     if name == "collector":
-        from codeguru_agent.collector.cli import main as collector_main
+        from codeguru_agent.cli.collector import main as collector_main
 
         return collector_main
     if name == "flamegraph":
-        from codeguru_agent.flamegraph_cli import main as flamegraph_main
+        from codeguru_agent.cli.flamegraph import main as flamegraph_main
 
         return flamegraph_main
     return None
@@ -47,7 +47,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(f"codeguru-agent: unknown command {args[0]!r}\n\n{USAGE}")
         return 2
     return command(args[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

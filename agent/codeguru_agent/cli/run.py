@@ -35,10 +35,19 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 """Ctrl-C: what a shell reports for a Python program stopped by SIGINT (128 + 2)."""
 
-_OPTIONS_WITH_VALUE: Final = frozenset({
-    "-p", "--profiling-group-name", "-r", "--region", "-c", "--credential-profile-name",
-    "--format", "--local", "--log",
-})
+_OPTIONS_WITH_VALUE: Final = frozenset(
+    {
+        "-p",
+        "--profiling-group-name",
+        "-r",
+        "--region",
+        "-c",
+        "--credential-profile-name",
+        "--format",
+        "--local",
+        "--log",
+    }
+)
 """The options of ``_parser`` that take a value: the split must step over it to find the program."""
 _RUNNER_MODULES: Final = frozenset({"runpy", __name__})
 """Frames of these modules are the runner's, not the program's: left out of its tracebacks."""
@@ -84,6 +93,7 @@ def main(argv: Sequence[str], prog: str = "codeguru-agent run") -> int:
 
 # --- options -------------------------------------------------------------------------------------
 
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -92,20 +102,39 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-p", "--profiling-group-name", metavar="GROUP",
-                        help="profiling group to report to (AWS_CODEGURU_PROFILER_GROUP_NAME)")
-    parser.add_argument("-r", "--region", metavar="REGION",
-                        help="AWS region of the group (AWS_CODEGURU_PROFILER_TARGET_REGION)")
-    parser.add_argument("-c", "--credential-profile-name", metavar="PROFILE",
-                        help="AWS shared-credentials profile to sign requests with")
-    parser.add_argument("--format", type=str.lower, choices=("json", "ion"),
-                        help="profile encoding, json by default (AWS_CODEGURU_PROFILER_FORMAT)")
-    parser.add_argument("--local", metavar="DIR",
-                        help="write profiles and a flame graph to DIR instead of the service "
-                             "(AWS_CODEGURU_PROFILER_LOCAL_DIR)")
-    parser.add_argument("--log", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                        help="the agent's log level on stderr, WARNING by default "
-                             "(AWS_CODEGURU_PROFILER_LOG_LEVEL)")
+    parser.add_argument(
+        "-p",
+        "--profiling-group-name",
+        metavar="GROUP",
+        help="profiling group to report to (AWS_CODEGURU_PROFILER_GROUP_NAME)",
+    )
+    parser.add_argument(
+        "-r", "--region", metavar="REGION", help="AWS region of the group (AWS_CODEGURU_PROFILER_TARGET_REGION)"
+    )
+    parser.add_argument(
+        "-c",
+        "--credential-profile-name",
+        metavar="PROFILE",
+        help="AWS shared-credentials profile to sign requests with",
+    )
+    parser.add_argument(
+        "--format",
+        type=str.lower,
+        choices=("json", "ion"),
+        help="profile encoding, json by default (AWS_CODEGURU_PROFILER_FORMAT)",
+    )
+    parser.add_argument(
+        "--local",
+        metavar="DIR",
+        help="write profiles and a flame graph to DIR instead of the service (AWS_CODEGURU_PROFILER_LOCAL_DIR)",
+    )
+    parser.add_argument(
+        "--log",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="the agent's log level on stderr, WARNING by default (AWS_CODEGURU_PROFILER_LOG_LEVEL)",
+    )
     parser.add_argument("--version", action="version", version=f"codeguru-agent {__version__}")
     return parser
 
@@ -133,21 +162,22 @@ def _split(argv: List[str]) -> Tuple[List[str], Optional[Program]]:
     while index < len(argv):
         arg = argv[index]
         if arg == "--":
-            rest = argv[index + 1:]
+            rest = argv[index + 1 :]
             return argv[:index], Program(rest[0], False, tuple(rest[1:])) if rest else None
         if arg == "-m":
             if index + 1 == len(argv):
                 return argv[:index], None
-            return argv[:index], Program(argv[index + 1], True, tuple(argv[index + 2:]))
+            return argv[:index], Program(argv[index + 1], True, tuple(argv[index + 2 :]))
         if arg.startswith("-m") and len(arg) > 2:  # -mpackage.module, as python accepts it
-            return argv[:index], Program(arg[2:], True, tuple(argv[index + 1:]))
+            return argv[:index], Program(arg[2:], True, tuple(argv[index + 1 :]))
         if arg == "-" or not arg.startswith("-"):
-            return argv[:index], Program(arg, False, tuple(argv[index + 1:]))
+            return argv[:index], Program(arg, False, tuple(argv[index + 1 :]))
         index += 2 if arg in _OPTIONS_WITH_VALUE else 1
     return argv, None
 
 
 # --- the agent -----------------------------------------------------------------------------------
+
 
 def _log_to_stderr(level: Optional[str]) -> None:
     """The agent's records on stderr with a prefix; the program's own logging is left alone."""
@@ -181,8 +211,11 @@ def _start_profiler(options: argparse.Namespace, program: Program) -> Optional[P
         logger.warning("profiling is disabled by AWS_CODEGURU_PROFILER_ENABLED; %s", running_without)
         return None
     if not config.profiling_group_name and not config.local_dir:
-        logger.warning("no profiling group: pass -p GROUP (or set AWS_CODEGURU_PROFILER_GROUP_NAME), "
-                       "or write profiles to a directory with --local DIR; %s", running_without)
+        logger.warning(
+            "no profiling group: pass -p GROUP (or set AWS_CODEGURU_PROFILER_GROUP_NAME), "
+            "or write profiles to a directory with --local DIR; %s",
+            running_without,
+        )
         return None
     if not profiler.start():
         return None  # start() has logged why not
@@ -231,8 +264,7 @@ def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
 
 def _program_threads_alive() -> bool:
     ignored = (threading.main_thread(), threading.current_thread())
-    return any(not thread.daemon and thread.is_alive() and thread not in ignored
-               for thread in threading.enumerate())
+    return any(not thread.daemon and thread.is_alive() and thread not in ignored for thread in threading.enumerate())
 
 
 def _stop_and_report(profiler: Profiler, reports: bool) -> None:
@@ -264,6 +296,7 @@ def _print_last_line(text: str) -> None:
 
 
 # --- the program ---------------------------------------------------------------------------------
+
 
 def _execute(program: Program) -> int:
     """Run the program as ``__main__``; its exit status, reported the way the interpreter would."""

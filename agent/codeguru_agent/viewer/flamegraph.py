@@ -17,7 +17,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from codeguru_agent.document import CallGraphNode, merge_callgraph, self_count, total_count
+from codeguru_agent.reporting.document import CallGraphNode, merge_callgraph, self_count, total_count
 
 USER_CODE: Final = "user"
 STANDARD_LIBRARY: Final = "stdlib"

@@ -10,7 +10,7 @@ import sys
 import types
 from typing import Any, Dict, Final, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
-from codeguru_agent.frames import Frame
+from codeguru_agent.sampling.frames import Frame
 
 AGENT_TYPE: Final = "CodeGuruProfiler-python"
 WALL_TIME: Final = "WALL_TIME"

@@ -25,7 +25,7 @@ _IMPORT_POLL_S: Final = 0.001
 
 _gate = threading.Lock()
 _gate_held_for_fork = False
-_child_callbacks: List["weakref.WeakMethod[Callable[[], None]]"] = []
+_child_callbacks: List[weakref.WeakMethod[Callable[[], None]]] = []
 _installed = False
 
 

@@ -14,16 +14,25 @@ that one (it builds enums) would cost the agent's threads a millisecond, and mor
 host, before their first sample.
 """
 
+import _signal
 import threading
 from typing import Final, FrozenSet
 
-import _signal
-
-_UNBLOCKED_NAMES: Final = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGKILL",
-                           "SIGSTOP")
+_UNBLOCKED_NAMES: Final = (
+    "SIGSEGV",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGSYS",
+    "SIGABRT",
+    "SIGKILL",
+    "SIGSTOP",
+)
 """Signals a thread raises against itself, or that cannot be blocked: never masked."""
 _UNBLOCKED: Final[FrozenSet[int]] = frozenset(
-    number for number in (getattr(_signal, name, None) for name in _UNBLOCKED_NAMES) if number is not None)
+    number for number in (getattr(_signal, name, None) for name in _UNBLOCKED_NAMES) if number is not None
+)
 
 
 def block_host_signals() -> bool:

@@ -1,7 +1,7 @@
 """``codeguru-agent flamegraph PROFILE... -o OUT.html``: profile document files to one flame graph.
 
 Reads each file whatever its format (JSON, Ion binary or Ion text, gzipped or not), checks that it
-really is a profile document, and hands the documents to :func:`codeguru_agent.flamegraph.write_flamegraph`.
+really is a profile document, and hands the documents to :func:`codeguru_agent.viewer.flamegraph.write_flamegraph`.
 A bad file stops the command with one line naming the file and the problem, never a traceback.
 """
 
@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any, Dict, Final, List, Mapping, Optional, Sequence, Tuple
 
-from codeguru_agent.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, DecodeError, decode
-from codeguru_agent.flamegraph import write_flamegraph
+from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, DecodeError, decode
+from codeguru_agent.viewer.flamegraph import write_flamegraph
 
 _PROG: Final = "codeguru-agent flamegraph"
 _ION_BINARY_VERSION_MARKER: Final = b"\xe0\x01\x00\xea"

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Iterator, List, Optional
 
-from codeguru_agent.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE
+from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Spool:
         for name in sorted(os.listdir(self.directory)):
             if not name.startswith(self._prefix) or name.endswith(".tmp"):
                 continue
-            parts = name[len(self._prefix):].rsplit(".", 1)
+            parts = name[len(self._prefix) :].rsplit(".", 1)
             fields = parts[0].split("__")
             if len(parts) != 2 or len(fields) != 2 or not fields[0].isdigit():
                 continue

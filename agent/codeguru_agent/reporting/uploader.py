@@ -18,14 +18,15 @@ import time
 import uuid
 from typing import Callable, Dict, Final, List, Optional, Tuple
 
-from codeguru_agent import __version__, forksafe
-from codeguru_agent.backlog import Backlog, Sealed, Spool
+from codeguru_agent import __version__
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.document import Provenance, build_document
-from codeguru_agent.encoding import encode
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
-from codeguru_agent.sampler import Aggregate
-from codeguru_agent.sinks import Outcome, Result, SetupError, Sink
+from codeguru_agent.host import forksafe
+from codeguru_agent.reporting.backlog import Backlog, Sealed, Spool
+from codeguru_agent.reporting.document import Provenance, build_document
+from codeguru_agent.reporting.encoding import encode
+from codeguru_agent.reporting.sinks import Outcome, Result, SetupError, Sink
+from codeguru_agent.sampling.sampler import Aggregate
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +257,9 @@ class Uploader:
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
         }
-        profile = aggregate.to_profile(cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000),
-                                       generic_metrics=metrics)
+        profile = aggregate.to_profile(
+            cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
+        )
         identity = self._identity()
         reported = self.errors.take()
         provenance = Provenance(
@@ -292,7 +294,9 @@ class Uploader:
                 logger.warning(
                     "profile backlog full (%d profiles or %.1f MB): dropping the oldest undelivered "
                     "profiles; the count is reported in the next delivered profile",
-                    self.backlog.max_profiles, self.backlog.max_bytes / 2**20)
+                    self.backlog.max_profiles,
+                    self.backlog.max_bytes / 2**20,
+                )
 
     def _configure_if_due(self) -> None:
         now = time.monotonic()
@@ -320,8 +324,11 @@ class Uploader:
 
     def _group_not_found(self, result: Result, operation: str) -> None:
         if self._config.auto_create_group and self._sink is not None:
-            self.errors.add("configureAgentRnfeAutoCreateEnabledErrors" if operation == "configure_agent"
-                            else "postAgentProfileRnfeAutoCreateEnabledErrors")
+            self.errors.add(
+                "configureAgentRnfeAutoCreateEnabledErrors"
+                if operation == "configure_agent"
+                else "postAgentProfileRnfeAutoCreateEnabledErrors"
+            )
             platform = self._identity().configure_agent_metadata.get("ComputePlatform", "Default")
             created = self._sink.create_group(platform)
             if created.outcome is Outcome.ACCEPTED:
@@ -332,8 +339,11 @@ class Uploader:
                 return
             self.errors.add("createProfilingGroupErrors")
         if not self._group_missing:
-            logger.warning("profiling group %r not found (%s): sampling paused; checking again every "
-                           "reporting interval", self._config.profiling_group_name, result.reason)
+            logger.warning(
+                "profiling group %r not found (%s): sampling paused; checking again every reporting interval",
+                self._config.profiling_group_name,
+                result.reason,
+            )
         self._group_missing = True
         self._on_configuration(self._config, False)
 
@@ -401,11 +411,17 @@ class Uploader:
         if not left:
             return
         if self._spool is not None:
-            logger.warning("%d profile(s) not delivered before exit; kept in the spool %s for the next "
-                           "process", left, self._spool.directory)
+            logger.warning(
+                "%d profile(s) not delivered before exit; kept in the spool %s for the next process",
+                left,
+                self._spool.directory,
+            )
         else:
-            logger.warning("%d profile(s) not delivered before the shutdown deadline and lost "
-                           "(set AWS_CODEGURU_PROFILER_SPOOL_DIR to keep them)", left)
+            logger.warning(
+                "%d profile(s) not delivered before the shutdown deadline and lost "
+                "(set AWS_CODEGURU_PROFILER_SPOOL_DIR to keep them)",
+                left,
+            )
 
     def _close_sink(self) -> None:
         if self._sink is not None:

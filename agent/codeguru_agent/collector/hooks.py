@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, Final, Mapping, Optional
 
-from codeguru_agent import deepjson, encoding
 from codeguru_agent.collector import validate
 from codeguru_agent.collector.api import AgentConfigurations, ApiError, Response, json_object, json_response
 from codeguru_agent.collector.faults import Fault, FaultError, FaultInjector, RequestJournal
 from codeguru_agent.collector.store import Store, StoredProfile
+from codeguru_agent.reporting import deepjson, encoding
 
 ROUTES: Final = {
     ("POST", "faults"): "add_fault",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Protocol
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.encoding import ION_CONTENT_TYPE
 from codeguru_agent.fleet import FleetIdentity
+from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,18 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-_RETRYABLE_CODES = frozenset({
-    "ThrottlingException", "Throttling", "TooManyRequestsException", "InternalServerException",
-    "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
-})
+_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "InternalServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 class SetupError(Exception):
@@ -70,12 +78,16 @@ class ServiceSink:
             session = _botocore_session(config.credential_profile)
             default_region, create_client = session.get_config_variable("region"), session.create_client
         region = config.region_name or default_region
-        endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_CODEGURUPROFILER") \
+        endpoint = (
+            config.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_CODEGURUPROFILER")
             or os.environ.get("AWS_ENDPOINT_URL")
+        )
         if region is None:
             if endpoint is None:
-                raise SetupError("no AWS region: set region_name, AWS_CODEGURU_PROFILER_TARGET_REGION "
-                                 "or AWS_DEFAULT_REGION")
+                raise SetupError(
+                    "no AWS region: set region_name, AWS_CODEGURU_PROFILER_TARGET_REGION or AWS_DEFAULT_REGION"
+                )
             region = "us-east-1"  # a custom endpoint still needs a region to sign with
         if session.get_credentials() is None:
             raise SetupError("no AWS credentials found (environment, shared files, instance role)")
@@ -85,27 +97,39 @@ class ServiceSink:
             "codeguruprofiler",
             region_name=region,
             endpoint_url=config.endpoint_url,
-            config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
-                          connect_timeout=min(timeout_s, 5.0), read_timeout=timeout_s,
-                          user_agent_extra="codeguru-agent"),
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=min(timeout_s, 5.0),
+                read_timeout=timeout_s,
+                user_agent_extra="codeguru-agent",
+            ),
         )
 
     def submit(self, body: bytes, content_type: str, token: str) -> Result:
-        return self._call(self._client.post_agent_profile, profilingGroupName=self._group,
-                          agentProfile=body, contentType=content_type, profileToken=token)
+        return self._call(
+            self._client.post_agent_profile,
+            profilingGroupName=self._group,
+            agentProfile=body,
+            contentType=content_type,
+            profileToken=token,
+        )
 
     def configure(self, identity: FleetIdentity) -> Result:
-        result = self._call(self._client.configure_agent, profilingGroupName=self._group,
-                            fleetInstanceId=identity.fleet_instance_id,
-                            metadata=dict(identity.configure_agent_metadata))
+        result = self._call(
+            self._client.configure_agent,
+            profilingGroupName=self._group,
+            fleetInstanceId=identity.fleet_instance_id,
+            metadata=dict(identity.configure_agent_metadata),
+        )
         if result.answer is None:
             return result
         # boto3 wraps the AgentConfiguration (the HTTP body) in a ``configuration`` member.
         return Result(result.outcome, result.reason, result.answer.get("configuration") or {})
 
     def create_group(self, compute_platform: str) -> Result:
-        result = self._call(self._client.create_profiling_group, profilingGroupName=self._group,
-                            computePlatform=compute_platform)
+        result = self._call(
+            self._client.create_profiling_group, profilingGroupName=self._group, computePlatform=compute_platform
+        )
         if result.outcome is Outcome.DROP and "ConflictException" in result.reason:
             return Result(Outcome.ACCEPTED, "already exists")
         return result
@@ -150,6 +174,7 @@ def _import_what_the_first_request_needs() -> None:
     waits for us closes that window.
     """
     import ssl  # noqa: F401
+
     import urllib3.util.ssl_  # noqa: F401
 
     "codeguru-profiler.us-east-1.amazonaws.com".encode("idna")
@@ -205,8 +230,8 @@ class LocalSink:
         """Merge every profile in the directory (forked children's too) into one flame graph."""
         if not self.render_on_close:
             return
-        from codeguru_agent.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
-        from codeguru_agent.flamegraph import write_flamegraph
+        from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
+        from codeguru_agent.viewer.flamegraph import write_flamegraph
 
         documents = []
         for name in sorted(os.listdir(self.directory)):

@@ -1,0 +1,1 @@
+"""Reporting: a sealed aggregate becomes a profile document, encoded and delivered."""

@@ -1,0 +1,1 @@
+"""The profile page and the exports other tools read."""
