@@ -49,13 +49,14 @@ def test_the_interval_holds_inside_the_budget_and_ignores_empty_windows() -> Non
     assert governor.observe(agent_cpu_s=1.0, window_s=0.0) == 10.0
 
 
-def test_what_the_host_loses_counts_against_the_budget_even_when_the_agent_uses_little() -> None:
+def test_what_the_host_loses_counts_against_the_budget_with_the_agent_s_cpu() -> None:
     governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
     intervals = [governor.observe(agent_cpu_s=0.001, window_s=1.0, host_s=0.05) for _ in range(3)]
     assert intervals == sorted(intervals) and intervals[0] > 10.0, "the host's 5 % slows sampling down"
     for _ in range(40):
         governor.observe(agent_cpu_s=0.001, window_s=1.0, host_s=0.001)
     assert governor.interval_ms == 10.0
+    assert governor.observe(agent_cpu_s=0.006, window_s=1.0, host_s=0.006) > 10.0, "0.6 % + 0.6 % is over 1 %"
 
 
 def test_the_sampling_thread_sees_what_a_busy_host_thread_loses_to_its_ticks() -> None:

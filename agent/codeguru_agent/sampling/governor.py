@@ -5,11 +5,12 @@ host is busiest. Here the cost of sampling is compared with a budget (a percenta
 short windows; over budget, the sampling interval grows step by step up to one second; with room to
 spare it shrinks back towards the configured interval.
 
-The cost has two sides, and the budget bounds the larger. One is the CPU of the agent's own
-threads. The other is what the host loses: a Python sampler holds the GIL while it ticks, so a host
-thread running Python stops for the tick and for the two hand-overs of the GIL around it, time that
-shows in no agent thread's CPU. The sampling thread estimates it tick by tick (see
-``Runner._run``); on a CPU-bound host it is the larger of the two.
+The cost has two sides, and the budget bounds their sum. One is the CPU of the agent's own threads.
+The other is what the host loses: a Python sampler holds the GIL while it ticks, so a host thread
+running Python stops for the tick and for the two hand-overs of the GIL around it, time that shows
+in no agent thread's CPU. The sampling thread estimates it per window (``runner._host_cost``). On a
+CPU-bound host the two are about equal, and the rate the budget allows is halved; on a host that
+waits for I/O the host loses next to nothing, and the agent's CPU has the whole budget.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 SLOWEST_INTERVAL_MS: Final = 1000.0
-WINDOW_S: Final = 1.0
+WINDOW_S: Final = 0.5
 _SLOW_DOWN: Final = 1.5
 _SPEED_UP: Final = 1.25
 _ROOM: Final = 0.7
@@ -43,7 +44,7 @@ class OverheadGovernor:
         the interval to use next."""
         if window_s <= 0:
             return self.interval_ms
-        used_percent = 100.0 * max(agent_cpu_s, host_s) / window_s
+        used_percent = 100.0 * (agent_cpu_s + host_s) / window_s
         if used_percent > self.cpu_limit_percent and self.interval_ms < SLOWEST_INTERVAL_MS:
             self.interval_ms = min(SLOWEST_INTERVAL_MS, self.interval_ms * _SLOW_DOWN)
             self.slowdowns += 1

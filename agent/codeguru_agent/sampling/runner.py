@@ -61,10 +61,10 @@ class Runner:
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
         self.cpu_s = 0.0
-        """The sampling thread's CPU time since it began to sample, updated every second and at
-        each seal (so the uploader reads it right for the interval it sends): all of it, the
-        wake-ups included, not only the ticks. Read once a second, not around every tick, where
-        two more system calls would cost each sample."""
+        """The sampling thread's CPU time since it began to sample, updated every governor window
+        (half a second) and at each seal (so the uploader reads it right for the interval it
+        sends): all of it, the wake-ups included, not only the ticks. Read once a window, not
+        around every tick, where two more system calls would cost each sample."""
         self._cpu_start = 0.0
         self.host_cost_s = 0.0
         """What the host is estimated to have lost to the ticks since sampling began (see
@@ -173,11 +173,10 @@ class Runner:
         the tick and the next deadline. The kill-switch file, the seal, the idle states and the
         governor's window wait for ``check_at`` (the earliest of their deadlines) or ``_attention``.
 
-        Each tick also tells what the host lost to it (``host_s``, the governor's second input).
-        A tick that got the GIL half a switch interval or more after its deadline found a host
-        thread running Python, which had to hand the GIL over: the host lost the tick's own time
-        (the GIL was ours) and two hand-overs, the one to us (measured: the delay beyond the switch
-        interval) and the one back, taken to cost as much.
+        Each window also tells what the host lost to the ticks (``_host_cost``), the governor's
+        second input. A tick that got the GIL half a switch interval or more after its deadline
+        found a host thread running Python, which had to hand the GIL over (on a host thread's
+        own time) and wait for it back: that thread lost the tick's time and two hand-overs.
         """
         sampler = self._sampler
         sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
@@ -196,7 +195,8 @@ class Runner:
         report_at = next_tick + self._reporting_interval_s
         window_start = next_tick
         window_cpu_start = self._cpu_start = time.thread_time()
-        host_s = 0.0
+        held_s = contended_held_s = 0.0  # this window's ticks: their time; those that took the GIL from the host
+        ticks = contended = 0
         killswitch_checked = 0.0
         check_at = next_tick
         idle_since: Optional[float] = None
@@ -213,9 +213,13 @@ class Runner:
                 if now - window_start >= WINDOW_S:
                     cpu = time.thread_time()
                     switch_s = sys.getswitchinterval()
-                    self._governor.observe(cpu - window_cpu_start, now - window_start, host_s)
+                    cpu_s = cpu - window_cpu_start
+                    host_s = _host_cost(cpu_s, held_s, ticks, contended_held_s, contended)
+                    self._governor.observe(cpu_s, now - window_start, host_s)
                     self.host_cost_s += host_s
-                    window_start, window_cpu_start, host_s = now, cpu, 0.0
+                    window_start, window_cpu_start = now, cpu
+                    held_s = contended_held_s = 0.0
+                    ticks = contended = 0
                     self.cpu_s = cpu - self._cpu_start
                 interval_s = self._governor.interval_ms / 1000.0
                 if self._seal_now or now >= report_at:
@@ -262,9 +266,11 @@ class Runner:
                 self.tick_errors += 1
                 logger.debug("sampling tick failed", exc_info=True)
             done = clock()
-            late_s = woke - next_tick
-            if late_s >= switch_s / 2:  # the GIL came from a host thread running Python
-                host_s += done - woke + 2.0 * max(0.0, late_s - switch_s)
+            ticks += 1
+            held_s += done - woke
+            if woke - next_tick >= switch_s / 2:  # the GIL came from a host thread running Python
+                contended += 1
+                contended_held_s += done - woke
             if first_tick:
                 first_tick = False
                 self._under_way.set()
@@ -316,6 +322,21 @@ class Runner:
         finally:
             self._seal_now = False
             self._sealed.set()
+
+
+def _host_cost(cpu_s: float, held_s: float, ticks: int, contended_held_s: float, contended: int) -> float:
+    """What the host's threads lost to one window's ticks, in seconds.
+
+    Per tick that took the GIL from a host thread: the tick's own time (the GIL was ours) and the
+    two hand-overs of the GIL around it, which the host's thread pays on its own time (it drops the
+    GIL and waits for it, then is woken when it comes back). A hand-over is the kernel's work of
+    putting one thread to sleep and waking another: the sampling thread pays the same for its own
+    wake-ups, so they are priced at its CPU outside the ticks, per tick.
+    """
+    if not ticks:
+        return 0.0
+    wake_s = max(0.0, cpu_s - held_s) / ticks
+    return contended_held_s + contended * wake_s
 
 
 def _pairs(data: bytes) -> List[bytes]:
