@@ -498,7 +498,7 @@
     }
 
     runSearch() {
-      const query = this.search.value.trim().toLowerCase(), t = this.tree;
+      const started = performance.now(), query = this.search.value.trim().toLowerCase(), t = this.tree;
       if (!query) {
         this.matched = null;
       } else {
@@ -507,7 +507,8 @@
         for (let k = 1; k < t.n; k++) { this.matched[k] = t.key[k] >= 0 && hits[t.key[k]] ? 1 : 0; }
       }
       this.updateMatches();
-      this.redraw();
+      this.draw();
+      performance.measure("viewer:search", { start: started, end: performance.now() });
     }
 
     updateMatches() {
@@ -823,8 +824,11 @@
         button.addEventListener("click", () => { graph.search.value = NAMES[key]; graph.runSearch(); });
         li.appendChild(document.createTextNode(" " + points(c.delta) + " (" + percent(c.before, 1) + " \u2192 " +
           percent(c.after, 1) + ")"));
-        if (!beforeSums[key]) { add(li, "span", "tag", "new"); }
-        if (!afterSums[key]) { add(li, "span", "tag", "vanished"); }
+        const tag = !beforeSums[key] ? "new" : !afterSums[key] ? "vanished" : "";
+        if (tag) {
+          li.appendChild(document.createTextNode(" "));
+          add(li, "span", "tag", tag);
+        }
       });
     };
     list("increases", moved.filter(([, c]) => c.delta > 0).sort((x, y) => y[1].delta - x[1].delta));
