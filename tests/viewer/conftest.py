@@ -59,7 +59,12 @@ class Tab:
         self.page = page
         self.errors: List[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        # The browser asks every server for /favicon.ico on its own; the collector has none.
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            self.errors.append(message.text)
 
     def open_html(self, html: str, tmp_path: Path, name: str = "page.html") -> None:
         """Write ``html`` to a file and open it from there, as a user opens a written page."""

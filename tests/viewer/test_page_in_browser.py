@@ -386,3 +386,49 @@ def test_fifty_thousand_frames_open_and_zoom_quickly(tab: Tab, tmp_path: Path, r
     print("viewer figures, 50,000 frames:", json.dumps(figures))
     assert tab.text("#flame-host .matches").startswith("Matched ")
     assert len(figures["zoomMs"]) >= 3, "the first drawing, the zoom and the zoom out"
+
+
+# ---- The collector's pages ----------------------------------------------------------------------
+
+
+def test_the_collector_pages_pick_a_group_a_range_and_a_comparison(tab: Tab, collector: Any) -> None:
+    collector.create_group("orders")
+    collector.create_group("billing")
+    for start_ms, stacks in ((START_MS, BASELINE), (START_MS + 3_600_000, CURRENT)):
+        collector.client().post_agent_profile(
+            profilingGroupName="orders",
+            agentProfile=json.dumps(stacks_document(stacks, start_ms)),
+            contentType="application/json",
+        )
+    tab.page.goto(collector.url + "/")
+    assert "billing" in tab.text("table") and "2023-11-14T23:00:00.000Z" in tab.text("table")
+
+    tab.page.click("text=orders")
+
+    assert tab.page.input_value("#pick-range") == "PT1H"
+    assert tab.locate("app.grow:step") is not None and tab.locate("app.gone:step") is None, "the last hour only"
+    assert [link.strip() for link in tab.page.locator("#downloads a").all_inner_texts()] == [
+        "collapsed stacks",
+        "speedscope",
+        "pprof",
+    ]
+    tab.page.check("#pick-compare")
+    assert tab.visible("#pick-compare-start")
+    assert tab.page.input_value("#pick-compare-end") == "2023-11-14T22:01", "the hour before, to start with"
+    tab.page.fill("#pick-compare-start", "2023-11-14T22:00")
+    tab.page.fill("#pick-compare-end", "2023-11-14T23:00")
+    with tab.page.expect_navigation():
+        tab.page.click("#picker button[type=submit]")
+
+    assert "compareStartTime=2023-11-14T22%3A00%3A00.000Z&compareEndTime=2023-11-14T23%3A00%3A00.000Z" in tab.page.url
+    assert tab.page.get_attribute("#tab-compare", "aria-selected") == "true"
+    box = tab.locate("app.shrink:step")
+    assert box is not None and hue(tab.colour_at(box["x"] + box["width"] / 4, box["y"])) == "blue"
+
+    tab.page.select_option("#pick-group", "billing")
+    tab.page.select_option("#pick-range", "P1D")
+    tab.page.uncheck("#pick-compare")
+    with tab.page.expect_navigation():
+        tab.page.click("#picker button[type=submit]")
+    assert tab.page.url.endswith("/profilingGroups/billing/flamegraph.html?period=P1D")
+    assert tab.visible("#empty-note") and tab.visible("#picker"), "an empty range keeps its picker"

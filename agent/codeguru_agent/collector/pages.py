@@ -11,11 +11,11 @@ picker still works, not an error.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Final, Optional
+from typing import Any, Dict, Final, NamedTuple, Optional, Tuple
 from urllib.parse import quote, urlencode
 
 from codeguru_agent.collector import validate
-from codeguru_agent.collector.api import Aggregate, ApiError, Request, Response, Service, iso_time
+from codeguru_agent.collector.api import ApiError, Request, Response, Service, iso_time
 from codeguru_agent.reporting.document import total_count
 from codeguru_agent.viewer import flamegraph, html
 from codeguru_agent.viewer.model import CallTree
@@ -44,8 +44,14 @@ def index(service: Service) -> Response:
 def flamegraph_page(service: Service, request: Request) -> Response:
     """The page of a group's range, compared with a baseline range when one is given."""
     name = _existing_group(service, request)
-    current = _aggregate_or_empty(service, _without_comparison(request))
-    baseline = _baseline(service, request)
+    current_request = _without_comparison(request)
+    current = _aggregate_or_empty(service, current_request, _requested_range(service, current_request))
+    baseline_request = _baseline_request(request)
+    baseline = (
+        _aggregate_or_empty(service, baseline_request, _requested_range(service, baseline_request))
+        if baseline_request
+        else None
+    )
     tree = CallTree([current.document["callgraph"]] + ([baseline.document["callgraph"]] if baseline else []))
     sides = (_describe(current), _describe(baseline)) if baseline else None
     subtitle = f"{sides[0]}, compared with the baseline {sides[1]}" if sides else _describe(current)
@@ -54,12 +60,12 @@ def flamegraph_page(service: Service, request: Request) -> Response:
         "group": name,
         "groups": [group.name for group in service.store.groups(0, _PICKER_GROUPS)],
         "period": period,
-        "startMs": current.start_ms,
-        "endMs": current.end_ms,
-        "compareStartMs": baseline.start_ms if baseline else None,
-        "compareEndMs": baseline.end_ms if baseline else None,
+        "startMs": current.requested[0],
+        "endMs": current.requested[1],
+        "compareStartMs": baseline.requested[0] if baseline else None,
+        "compareEndMs": baseline.requested[1] if baseline else None,
     }
-    range_query = {"startTime": iso_time(current.start_ms), "endTime": iso_time(current.end_ms)}
+    range_query = {"startTime": iso_time(current.requested[0]), "endTime": iso_time(current.requested[1])}
     exports = [
         (label, f"/profilingGroups/{quote(name, safe='')}/export?{urlencode(dict(range_query, format=fmt))}")
         for fmt, label in EXPORT_FORMATS.items()
@@ -93,33 +99,47 @@ def _without_comparison(request: Request) -> Request:
     return dataclasses.replace(request, query=query)
 
 
-def _baseline(service: Service, request: Request) -> Optional[Aggregate]:
-    """The baseline range's profiles, when the request names both ends of one."""
+def _baseline_request(request: Request) -> Optional[Request]:
+    """The request for the baseline range, when the request names both ends of one."""
     start, end = request.query.get("compareStartTime"), request.query.get("compareEndTime")
     if start is None and end is None:
         return None
     if start is None or end is None:
         raise validate.Invalid("give both compareStartTime and compareEndTime for a comparison")
-    return _aggregate_or_empty(service, dataclasses.replace(request, query={"startTime": start, "endTime": end}))
+    return dataclasses.replace(request, query={"startTime": start, "endTime": end})
 
 
-def _aggregate_or_empty(service: Service, request: Request) -> Aggregate:
-    """The range's merged profiles, or an empty aggregate over the range when it has none."""
+def _requested_range(service: Service, request: Request) -> Tuple[int, int]:
+    """The range the request asks for; the last hour when it names none and the group has no profile."""
     try:
-        return service.aggregate(request)
+        return service.time_range(str(request.group_name), request.query)
+    except ApiError:
+        end_ms = service.clock_ms()
+        return end_ms - _EMPTY_RANGE_MS, end_ms
+
+
+class _Shown(NamedTuple):
+    """A range's merged profiles (empty when it has none) and the range that was asked for."""
+
+    document: Dict[str, Any]
+    profile_count: int
+    start_ms: int
+    end_ms: int
+    requested: Tuple[int, int]
+
+
+def _aggregate_or_empty(service: Service, request: Request, requested: Tuple[int, int]) -> _Shown:
+    try:
+        found = service.aggregate(request)
     except ApiError as error:
         if error.code != "ResourceNotFoundException":
             raise
-    name = str(request.group_name)
-    try:
-        start_ms, end_ms = service.time_range(name, request.query)
-    except ApiError:  # the group has no profile at all: show its last hour, empty
-        end_ms = service.clock_ms()
-        start_ms = end_ms - _EMPTY_RANGE_MS
-    return Aggregate({"start": start_ms, "end": end_ms, "callgraph": {}}, 0, start_ms, end_ms)
+        empty = {"start": requested[0], "end": requested[1], "callgraph": {}}
+        return _Shown(empty, 0, requested[0], requested[1], requested)
+    return _Shown(found.document, found.profile_count, found.start_ms, found.end_ms, requested)
 
 
-def _describe(aggregate: Aggregate) -> str:
+def _describe(aggregate: _Shown) -> str:
     count = aggregate.profile_count
     samples = total_count(aggregate.document["callgraph"])
     return (

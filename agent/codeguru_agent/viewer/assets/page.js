@@ -838,7 +838,10 @@
 
   // ---- The collector's picker and downloads -----------------------------------------------------
 
-  function isoInput(ms) { return new Date(ms).toISOString().slice(0, 19); }
+  // The picker's times are UTC, as the collector's are: an input shows "2024-05-01T12:00:00" for
+  // 12:00 UTC, and its value goes back with a Z.
+  const isoInput = (ms) => new Date(ms).toISOString().slice(0, 19);
+  const isoTime = (value) => new Date(value + "Z").toISOString();
   function setUpPicker(collector) {
     const form = document.getElementById("picker"), group = document.getElementById("pick-group");
     const range = document.getElementById("pick-range"), custom = document.getElementById("custom-range");
@@ -862,14 +865,14 @@
       event.preventDefault();
       const query = new URLSearchParams();
       if (range.value === "custom") {
-        query.set("startTime", field("pick-start").value + "Z");
-        query.set("endTime", field("pick-end").value + "Z");
+        query.set("startTime", isoTime(field("pick-start").value));
+        query.set("endTime", isoTime(field("pick-end").value));
       } else {
         query.set("period", range.value);
       }
       if (compare.checked) {
-        query.set("compareStartTime", field("pick-compare-start").value + "Z");
-        query.set("compareEndTime", field("pick-compare-end").value + "Z");
+        query.set("compareStartTime", isoTime(field("pick-compare-start").value));
+        query.set("compareEndTime", isoTime(field("pick-compare-end").value));
       }
       window.location.href = "/profilingGroups/" + encodeURIComponent(group.value) + "/flamegraph.html?" + query;
     });
