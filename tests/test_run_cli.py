@@ -406,3 +406,36 @@ def test_a_sleeping_function_gets_its_sleep_frame(tmp_path: Path) -> None:
         if path[-1] == "<Sleep>" and path[-2].endswith(":idle")
     ]
     assert sleeps, "no <Sleep> frame under idle()"
+
+
+MODULE_PROGRAM = CRUNCH + "\ncrunch(0.4)\n"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("as_module", [False, True], ids=["script", "module"])
+def test_the_main_thread_starts_at_the_programs_module_as_under_python(
+    entry: str, as_module: bool, tmp_path: Path
+) -> None:
+    """No frame of the launcher (runpy, ``codeguru_agent.cli.run``) at the root of the main thread's
+    stacks, and no sample of the agent's own wait for its first sample: as under ``python app.py``."""
+    write_program(tmp_path / "shop", "")
+    program = write_program(tmp_path / "shop", MODULE_PROGRAM, name="app.py")
+    out = tmp_path / "out"
+    target = ["-m", "shop.app"] if as_module else [str(program)]
+
+    done = run(
+        entry,
+        ["--local", str(out), *target],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 0, done.stderr
+    documents = read_profiles(out)
+    module = ("shop.app" if as_module else "app") + ":<module>"
+    roots = {name for document in documents for name in (document["callgraph"].get("children") or {})}
+    assert roots == {module}, "the main thread's stacks start at the program's <module>"
+    names = {name for document in documents for path, _ in walk_callgraph(document["callgraph"]) for name in path}
+    assert any(name.endswith(":crunch") for name in names)
+    assert not [name for name in names if "wait_for_sampling" in name or name.startswith("runpy:")]
+    assert not [name for name in names if name.startswith("codeguru_agent.")]
