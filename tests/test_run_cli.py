@@ -439,3 +439,26 @@ def test_the_main_thread_starts_at_the_programs_module_as_under_python(
     assert any(name.endswith(":crunch") for name in names)
     assert not [name for name in names if "wait_for_sampling" in name or name.startswith("runpy:")]
     assert not [name for name in names if name.startswith("codeguru_agent.")]
+
+
+def test_an_unreadable_profile_in_the_directory_is_named_and_the_flame_graph_still_written(tmp_path: Path) -> None:
+    """A file left by an earlier run that cannot be decoded: one WARNING naming it, and the flame
+    graph of every profile that can be read, not "no samples were recorded"."""
+    program = write_program(tmp_path, LOCAL_PROGRAM)
+    out = tmp_path / "out"
+    out.mkdir()
+    broken = out / "profile-local-2020-01-01T00-00-00-1-deadbeef.json"
+    broken.write_bytes(b'{"callgraph": {"children": ')
+
+    done = run(
+        ENTRY_POINTS[0],
+        ["--local", str(out), str(program)],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+    )
+
+    assert done.returncode == 0, done.stderr
+    flamegraph = Path(done.stdout_lines[-1])
+    assert flamegraph == out.resolve() / "flamegraph.html"
+    assert "price_the_orders" in flamegraph.read_text(encoding="utf-8")
+    assert len(done.warnings) == 1, done.warnings
+    assert str(broken) in done.warnings[0] and "skipped" in done.warnings[0]

@@ -274,9 +274,17 @@ def _stop_and_report(profiler: Profiler, reports: bool) -> None:
         return
     path = profiler.flamegraph_path
     if path is None:
-        logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
+        if not _has_profiles(local_dir):  # else the agent has said what failed
+            logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
         return
     _print_last_line(os.path.abspath(path))
+
+
+def _has_profiles(directory: str) -> bool:
+    try:
+        return any(name.startswith("profile-") for name in os.listdir(directory))
+    except OSError:
+        return False
 
 
 def _print_last_line(text: str) -> None:
