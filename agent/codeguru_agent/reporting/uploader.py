@@ -249,6 +249,9 @@ class Uploader:
         if tick_errors > self._tick_errors_seen:
             self.errors.add("samplerErrors", tick_errors - self._tick_errors_seen)
             self._tick_errors_seen = tick_errors
+        failed_children = forksafe.take_child_restart_failures()
+        if failed_children:
+            self.errors.add("childRestartErrors", failed_children)
         if aggregate.num_times_sampled == 0 or not any(aggregate.counts):
             return None
         metrics = {
