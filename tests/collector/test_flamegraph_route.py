@@ -10,8 +10,6 @@ import pytest
 
 from support.documents import START_MS, profile_document
 
-pytest.importorskip("codeguru_agent.viewer.flamegraph")
-
 
 def test_the_page_shows_the_merged_profiles_of_the_range(collector):
     collector.create_group("orders")

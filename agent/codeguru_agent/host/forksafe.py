@@ -12,7 +12,6 @@ parent, whose next profile reports it.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import weakref
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Callable, Final, Iterator, List, Optional
 
 if TYPE_CHECKING:
     import mmap
+
+from codeguru_agent.host import interpreters
 
 GATE_WAIT_S: Final = 10.0
 """The longest a fork waits for the agent's imports; a bound so the host can never hang on us."""
@@ -114,9 +115,12 @@ def _agent_thread_importing() -> bool:
 
     The gate covers the imports the agent knows it makes; this covers every other lazy import on
     its threads (fleet identity, the first request, a codec). Returning False with the GIL held
-    means no agent thread can begin an import before the fork itself.
+    means no agent thread can begin an import before the fork itself. While other interpreters run,
+    no thread's frames may be read: the gate alone guards the fork then.
     """
-    frames = sys._current_frames()
+    frames = interpreters.current_frames()
+    if frames is None:
+        return False
     frames.pop(threading.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
     for thread in threading.enumerate():
         ident = thread.ident

@@ -260,6 +260,8 @@ class Uploader:
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
         }
+        if aggregate.skipped_ticks:
+            metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
         profile = aggregate.to_profile(
             cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
         )

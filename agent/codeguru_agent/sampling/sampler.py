@@ -14,6 +14,7 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
+import logging
 import sys
 import threading
 import time
@@ -21,11 +22,14 @@ import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.host import interpreters
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
 if TYPE_CHECKING:
     from codeguru_agent.reporting.document import Profile
+
+logger = logging.getLogger(__name__)
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -157,6 +161,8 @@ class Aggregate(NamedTuple):
     folded_stacks: int
     memory_bytes: int
     table: FrameTable
+    skipped_ticks: int = 0
+    """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
 
     def to_profile(self, **extra: Any) -> "Profile":
         """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
@@ -202,7 +208,7 @@ class Sampler:
         config: AgentConfig,
         *,
         clock_ms: Callable[[], int] = _wall_ms,
-        current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames,
+        current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
         self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
@@ -236,6 +242,7 @@ class Sampler:
         self._ticks = 0
         self._threads_seen = 0
         self._folded = 0
+        self._skipped = 0
         self._stack_bytes = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
@@ -249,8 +256,13 @@ class Sampler:
         self._paused_ms += max(0, paused_ms)
 
     def sample(self) -> None:
-        """One tick: count every sampled thread's current stack once."""
+        """One tick: count every sampled thread's current stack once (none while other interpreters run)."""
         frames = self._current_frames()
+        if frames is None:
+            if not self._skipped:
+                logger.info("other interpreters are running: threads are not sampled until they end")
+            self._skipped += 1
+            return
         frames.pop(threading.get_ident(), None)  # see the module's note on the sampler's own frame
         items = list(frames.items())
         del frames
@@ -501,6 +513,7 @@ class Sampler:
             folded_stacks=self._folded,
             memory_bytes=self.memory_bytes(),
             table=self._table,
+            skipped_ticks=self._skipped,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
