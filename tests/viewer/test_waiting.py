@@ -53,9 +53,11 @@ def test_the_rules_have_distinct_names_the_page_can_list() -> None:
 
 
 def test_a_waiting_frame_covers_what_it_calls_but_an_idle_worker_covers_only_itself() -> None:
+    """The outermost wait names the samples below it: a condition wait inside Queue.get is a queue wait."""
     callgraph = {
         "children": {
             "selectors:EpollSelector:select": {"children": {"app.cb:on_read": {"counts": {"WALL_TIME": 1}}}},
+            "queue:Queue:get": {"children": {"threading:Condition:wait": {"counts": {"WALL_TIME": 3}}}},
             "concurrent.futures.thread:_worker": {
                 "counts": {"WALL_TIME": 5},
                 "children": {"app.jobs:run": {"counts": {"WALL_TIME": 2}}},
@@ -72,4 +74,6 @@ def test_a_waiting_frame_covers_what_it_calls_but_an_idle_worker_covers_only_its
         "app.jobs:run": None,
         "selectors:EpollSelector:select": "select, poll and epoll",
         "app.cb:on_read": "select, poll and epoll",
+        "queue:Queue:get": "queue waits",
+        "threading:Condition:wait": "queue waits",
     }

@@ -66,15 +66,18 @@ def rule_for(frame_name: str) -> Optional[int]:
 def waiting_rules(tree: CallTree) -> List[int]:
     """Per frame of ``tree``, the rule that makes its own samples waiting, or -1 if they are running.
 
-    A frame inside a ``subtree`` rule's frame waits by that rule (the socket read under a
-    ``select``); a frame's own rule wins over an inherited one, so the page can say which rule hid
-    what. One pass in depth-first order: parents come before their children.
+    A frame inside a ``subtree`` rule's frame waits by that rule, the outermost one naming the
+    wait (the condition wait inside ``Queue.get`` is a queue wait), so the page can say which rule
+    hid what. One pass in depth-first order: parents come before their children.
     """
     own: List[int] = [-1] * len(tree)
     inherited: List[int] = [-1] * len(tree)
     for index in range(1, len(tree)):
         rule = rule_for(tree.names[index])
         above = inherited[tree.parents[index]]
-        own[index] = above if rule is None else rule
-        inherited[index] = rule if rule is not None and not WAITING_RULES[rule].self_only else above
+        if above >= 0 or rule is None:
+            own[index] = inherited[index] = above
+        else:
+            own[index] = rule
+            inherited[index] = -1 if WAITING_RULES[rule].self_only else rule
     return own

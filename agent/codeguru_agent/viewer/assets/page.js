@@ -788,8 +788,7 @@
       row("Change", points(c.delta) + " (" + describe(c) + ")" + (isNew(i) ? ", new" : vanished(i) ? ", vanished" : ""));
     };
     document.getElementById("compare-note").textContent =
-      "Baseline: " + DATA.sides.baseline + " (" + samples(BASE_ALL) + "). Comparison: " + DATA.sides.current +
-      " (" + samples(ALL) + "). Each side is a share of its own samples; a bar\u2019s width is the mean of its two " +
+      "Baseline: " + DATA.sides.baseline + ". Comparison: " + DATA.sides.current + ". Each side is a share of its own samples; a bar\u2019s width is the mean of its two " +
       "shares, so frames of either side show, and its colour the change in share." +
       (comparable ? "" : " One side has no samples, so no change can be judged.");
     const legend = document.getElementById("diff-legend");
