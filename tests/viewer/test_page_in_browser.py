@@ -239,6 +239,22 @@ def test_selecting_a_function_shows_its_callers_and_callees(tab: Tab, tmp_path: 
     assert handle["width"] == pytest.approx(worker["width"] * 4, rel=0.02), "200 samples from handle, 50 from loop"
 
 
+def test_views_and_hotspot_rows_are_reached_from_the_keyboard(tab: Tab, tmp_path: Path) -> None:
+    tab.open_html(page_of(SERVICE), tmp_path)
+
+    tab.page.keyboard.press("2")
+    assert tab.visible("#hotspots") and not tab.visible("#flame-host")
+    tab.page.keyboard.press("ArrowRight")
+    assert tab.visible("#cpu-note"), "arrows move along the tabs"
+    tab.page.keyboard.press("ArrowLeft")
+    tab.page.focus("#hotspots tbody tr")
+    tab.page.keyboard.press("ArrowDown")
+    tab.page.keyboard.press("Enter")
+
+    assert tab.text("#sandwich-title") == table_rows(tab)[1][0]
+    assert tab.page.get_attribute("#hotspots tbody tr >> nth=1", "aria-selected") == "true"
+
+
 # ---- CPU only --------------------------------------------------------------------------------------
 
 

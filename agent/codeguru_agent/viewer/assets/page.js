@@ -917,6 +917,14 @@
   document.getElementById("tab-compare").hidden = !COMPARISON;
   const visibleTabs = tabs.filter((tab) => !tab.hidden);
   tabs.forEach((tab) => tab.addEventListener("click", () => show(tab.dataset.view)));
+  document.querySelector(".views").addEventListener("keydown", (event) => {
+    const at = visibleTabs.indexOf(event.target);
+    if (at < 0 || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) { return; }
+    const next = visibleTabs[(at + (event.key === "ArrowRight" ? 1 : visibleTabs.length - 1)) % visibleTabs.length];
+    event.preventDefault();
+    show(next.dataset.view);
+    next.focus();
+  });
   document.addEventListener("keydown", (event) => {
     const typing = event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement;
     const plain = !event.ctrlKey && !event.metaKey && !event.altKey;
