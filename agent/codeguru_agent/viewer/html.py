@@ -129,7 +129,7 @@ def render_index(groups: Sequence[Tuple[str, Optional[str]]], title: str = "Prof
         f"<title>{html.escape(title)}</title>\n<style>\n{assets['page.css']}\n</style>\n</head>\n<body>\n"
         f'<header><h1>{html.escape(title)}</h1><p class="subtitle">Open a group to see its profiles: the last hour '
         f"at first, then any range and a comparison.</p></header>\n"
-        f'<main class="view"><div class="table-wrap index">{table}</div></main>\n</body>\n</html>\n'
+        f'<main class="view"><div class="table-wrap">{table}</div></main>\n</body>\n</html>\n'
     )
 
 

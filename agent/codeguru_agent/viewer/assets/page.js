@@ -17,6 +17,10 @@
   const CATEGORY = {
     user: "your code", stdlib: "standard library", thirdparty: "installed package", synthetic: "synthetic frame",
   };
+  const LEGEND = {
+    user: "your code", stdlib: "standard library", thirdparty: "installed packages",
+    synthetic: "waiting and synthetic frames",
+  };
 
   const raw = (i, name) => RAW[i * STRIDE + F[name]];
   const tip = document.getElementById("tip"), status = document.getElementById("status");
@@ -221,7 +225,6 @@
       this.options = Object.assign({ toolbar: true, small: false, colour: null, extraTip: null, amount: samples }, options);
       this.focus = 0; this.hover = -1; this.selected = -1; this.matched = null;
       this.charWidth = 7; this.scheduled = false; this.hatches = null;
-      this.host = host;
       if (this.options.toolbar) {
         const bar = add(host, "div", "toolbar");
         const label = add(bar, "label", "visually-hidden", "Search frames in " + this.options.label);
@@ -620,13 +623,10 @@
 
   views.flame = () => {
     const legend = document.getElementById("category-legend");
-    Object.keys(CATEGORY).forEach((category) => {
+    Object.keys(LEGEND).forEach((category) => {
       const item = add(legend, "span");
       add(item, "i", "swatch").style.background = categoryColour(category);
-      item.appendChild(document.createTextNode({
-        user: "your code", stdlib: "standard library", thirdparty: "installed packages",
-        synthetic: "waiting and synthetic frames",
-      }[category]));
+      item.appendChild(document.createTextNode(LEGEND[category]));
     });
     const tree = makeTree(base.parent, base.key, base.self, identity, null);
     const host = document.getElementById("flame-host");
@@ -749,7 +749,6 @@
       search: filter,
       activate() { if (sandwich.callers) { sandwich.callers.activate(); sandwich.callees.activate(); } },
       escape() { if (document.activeElement === filter && filter.value) { filter.value = ""; render(); } },
-      redraw() { if (sandwich.callers) { sandwich.callers.redraw(); sandwich.callees.redraw(); } },
     };
   };
 
