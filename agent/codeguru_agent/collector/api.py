@@ -361,10 +361,8 @@ class Service:
 
     def _FlameGraph(self, request: Request) -> Response:
         """The merged profiles of a range as the self-contained flame graph page (not an API operation)."""
-        try:
-            from codeguru_agent.viewer.flamegraph import render_html
-        except ImportError:
-            raise ApiError("NotImplemented", "this installation has no flame graph renderer", status=501) from None
+        from codeguru_agent.viewer.flamegraph import render_html
+
         aggregate = self.aggregate(request)
         callgraph = aggregate.document["callgraph"]
         subtitle = (
