@@ -13,6 +13,7 @@ from reliability.helpers import (
     agent_env,
     assert_each_token_once,
     attempts,
+    error_count,
     host_script,
     process_ids,
     run_host,
@@ -206,3 +207,44 @@ def test_a_fork_while_the_agent_imports_never_hangs_a_child(collector: Collector
     run.assert_host_intact("exit codes [0] hung 0\n", 0)
     entries = assert_each_token_once(collector, GROUP)
     assert process_ids(entries) == [run.pid]
+
+
+RESTART_FAILS_IN_CHILD = """\
+import os
+import threading
+import time
+import codeguru_agent
+
+def cannot_start_threads(self):
+    raise RuntimeError("can't start new thread")
+
+# Registered before the agent's own hook, so it runs first in each child: the child's agent cannot
+# start its threads, as in a process at its thread limit.
+os.register_at_fork(after_in_child=lambda: setattr(threading.Thread, "start", cannot_start_threads))
+
+profiler = codeguru_agent.start()
+profiler.wait_for_sampling(30)
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        names = [t.name for t in threading.enumerate() if t.name.startswith("codeguru-agent")]
+        os._exit(0 if names == [] else 1)
+    _, status = os.waitpid(pid, 0)
+    print("child exit code", os.waitstatus_to_exitcode(status))
+end = time.monotonic() + 0.1
+while time.monotonic() < end:
+    pass
+"""
+
+
+def test_a_child_whose_agent_cannot_restart_is_counted_in_the_parents_next_profile(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    collector.create_group(GROUP)
+    run = run_host(host_script(tmp_path, RESTART_FAILS_IN_CHILD), agent_env(collector, GROUP, tmp_path))
+
+    run.assert_host_intact("child exit code 0\n" * 2, 0)
+    entries = assert_each_token_once(collector, GROUP)
+    assert process_ids(entries) == [run.pid]
+    assert sum(error_count(entry, "childRestartErrors") for entry in entries) == 2
+    assert run.agent_warnings == []

@@ -208,6 +208,9 @@ class Uploader:
         if tick_errors > self._tick_errors_seen:
             self.errors.add("samplerErrors", tick_errors - self._tick_errors_seen)
             self._tick_errors_seen = tick_errors
+        failed_children = forksafe.take_child_restart_failures()
+        if failed_children:
+            self.errors.add("childRestartErrors", failed_children)
         if aggregate.num_times_sampled == 0 or not any(aggregate.counts):
             return None
         metrics = {
@@ -216,6 +219,8 @@ class Uploader:
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
         }
+        if aggregate.skipped_ticks:
+            metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
         profile = aggregate.to_profile(
             cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
         )

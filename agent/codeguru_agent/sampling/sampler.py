@@ -14,6 +14,7 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
+import logging
 import sys
 import threading
 import time
@@ -21,11 +22,14 @@ import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.host import interpreters
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
 if TYPE_CHECKING:
     from codeguru_agent.reporting.document import Profile
+
+logger = logging.getLogger(__name__)
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -79,6 +83,8 @@ class FrameTable:
         self.fast: Dict[int, Dict[int, int]] = {}
         self.leaf_children: Dict[Tuple[int, int], int] = {}  # (id(code), offset) -> synthetic child id, or -1
         self._ids: Dict[Frame, int] = {}
+        self.roles: Dict[int, int] = {}
+        """Frame ids of the launcher's and the agent's frames, with their role (``frames.launcher_role``)."""
         self._modules = names.ModuleNames()
         self._qualnames = names.QualifiedNames()
         self.truncated_id = self.intern(names.TRUNCATED)
@@ -91,6 +97,9 @@ class FrameTable:
             frame_id = self._ids[frame] = len(self.frames)
             self.frames.append(frame)
             self.bytes += _FRAME_BYTES
+            role = names.launcher_role(frame.name)
+            if role:
+                self.roles[frame_id] = role
         return frame_id
 
     def frame_id(self, frame: Frame) -> Optional[int]:
@@ -152,6 +161,8 @@ class Aggregate(NamedTuple):
     folded_stacks: int
     memory_bytes: int
     table: FrameTable
+    skipped_ticks: int = 0
+    """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
 
     def to_profile(self, **extra: Any) -> "Profile":
         """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
@@ -164,7 +175,7 @@ class Aggregate(NamedTuple):
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count:
+            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
         return Profile(
@@ -197,7 +208,7 @@ class Sampler:
         config: AgentConfig,
         *,
         clock_ms: Callable[[], int] = _wall_ms,
-        current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames,
+        current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
         self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
@@ -231,6 +242,7 @@ class Sampler:
         self._ticks = 0
         self._threads_seen = 0
         self._folded = 0
+        self._skipped = 0
         self._stack_bytes = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
@@ -244,8 +256,13 @@ class Sampler:
         self._paused_ms += max(0, paused_ms)
 
     def sample(self) -> None:
-        """One tick: count every sampled thread's current stack once."""
+        """One tick: count every sampled thread's current stack once (none while other interpreters run)."""
         frames = self._current_frames()
+        if frames is None:
+            if not self._skipped:
+                logger.info("other interpreters are running: threads are not sampled until they end")
+            self._skipped += 1
+            return
         frames.pop(threading.get_ident(), None)  # see the module's note on the sampler's own frame
         items = list(frames.items())
         del frames
@@ -334,6 +351,10 @@ class Sampler:
             if folded:
                 self._folded += 1
             return stack_id
+        if table.roles:
+            program = names.program_stack(stack_key, table.roles)
+            if program is not stack_key:
+                return self._alias(stack_key, program, folded)
         cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
         if folded or self._stack_bytes + table.bytes + cost > self._budget_bytes:
             return self._fold(stack_key, folded)
@@ -428,6 +449,35 @@ class Sampler:
                     return stack_id
         return self._fallback_stack()
 
+    def _alias(self, key: StackKey, program: Optional[StackKey], folded: bool) -> int:
+        """A new stack with the launcher's frames at its root, or the agent's own wait in it: counted
+        as the program's part of it (``program``), or left out if it has none; ``key`` maps there
+        from now on, so the next sample of it costs one lookup."""
+        if program is None:
+            stack_id = self._left_out()
+        else:
+            stack_id = self._stack_ids.get(program, -1)
+            cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(program)
+            if stack_id >= 0:
+                self._folded += folded
+            elif folded or self._over(cost):
+                return self._fold(program, folded)
+            else:
+                stack_id = self._add_stack(program, cost)
+        if not self._over(_STACK_BYTES):
+            self._stack_ids[key] = stack_id
+            self._stack_bytes += _STACK_BYTES
+        return stack_id
+
+    def _left_out(self) -> int:
+        """The stack whose samples no profile shows: its key is empty."""
+        stack_id = self._stack_ids.get(())
+        if stack_id is None:
+            stack_id = self._stack_ids[()] = len(self._stacks)
+            self._stacks.append(())
+            self._counts.append(0)
+        return stack_id
+
     def _fallback_stack(self) -> int:
         """The one stack a sample folds into when nothing above its leaf is known: ``<Truncated>``."""
         key = (self._table.truncated_id,)
@@ -463,6 +513,7 @@ class Sampler:
             folded_stacks=self._folded,
             memory_bytes=self.memory_bytes(),
             table=self._table,
+            skipped_ticks=self._skipped,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
