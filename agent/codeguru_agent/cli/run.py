@@ -170,7 +170,7 @@ def _split(argv: List[str]) -> Tuple[List[str], Optional[Program]]:
             return argv[:index], Program(argv[index + 1], True, tuple(argv[index + 2 :]))
         if arg.startswith("-m") and len(arg) > 2:  # -mpackage.module, as python accepts it
             return argv[:index], Program(arg[2:], True, tuple(argv[index + 1 :]))
-        if arg == "-" or not arg.startswith("-"):
+        if not arg.startswith("-"):
             return argv[:index], Program(arg, False, tuple(argv[index + 1 :]))
         index += 2 if arg in _OPTIONS_WITH_VALUE else 1
     return argv, None
@@ -286,9 +286,17 @@ def _stop_and_report(profiler: Profiler, reports: bool) -> None:
         return
     path = profiler.flamegraph_path
     if path is None:
-        logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
+        if not _has_profiles(local_dir):  # else the agent has said what failed
+            logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
         return
     _print_last_line(os.path.abspath(path))
+
+
+def _has_profiles(directory: str) -> bool:
+    try:
+        return any(name.startswith("profile-") for name in os.listdir(directory))
+    except OSError:
+        return False
 
 
 def _print_last_line(text: str) -> None:

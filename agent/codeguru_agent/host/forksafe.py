@@ -4,7 +4,9 @@ A fork taken while another thread holds a module's import lock leaves the child 
 no thread will ever release; the child then hangs on its first import of that module (seen with
 the official agent under ``gunicorn --preload``). The agent imports boto3 on its own thread, so it
 does so behind a gate that ``fork()`` waits for. In the child, registered callbacks rebuild the
-agent's state; they must not log, since a logging lock may have been held at the fork.
+agent's state; they must not log, since a logging lock may have been held at the fork. A child
+whose agent fails to restart cannot report it itself: it counts it in memory shared with its
+parent, whose next profile reports it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Callable, Final, Iterator, List
+from typing import TYPE_CHECKING, Callable, Final, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    import mmap
 
 from codeguru_agent.host import interpreters
 
@@ -23,11 +28,18 @@ GATE_WAIT_S: Final = 10.0
 AGENT_THREAD_PREFIX: Final = "codeguru-agent"
 """Every thread of the agent is named with this prefix."""
 _IMPORT_POLL_S: Final = 0.001
+_COUNTER_SLOTS: Final = 64
+"""Children count their failed restarts in the slot of their pid: two children of the same parent
+would both have to fail at the same instant, with pids in the same slot, for one count to be lost."""
+_COUNTER_BYTES: Final = 8
 
 _gate = threading.Lock()
 _gate_held_for_fork = False
 _child_callbacks: List[weakref.WeakMethod[Callable[[], None]]] = []
 _installed = False
+_restart_failures: Optional[mmap.mmap] = None
+"""Memory shared with this process's forked children, where each counts its failed restarts."""
+_restart_failures_seen = 0
 
 
 @contextmanager
@@ -58,8 +70,40 @@ def _install() -> None:
     os.register_at_fork(before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child)
 
 
+def take_child_restart_failures() -> int:
+    """How many forked children of this process failed to restart their agent since the last call."""
+    global _restart_failures_seen
+    counters = _restart_failures
+    if counters is None:
+        return 0
+    total = sum(
+        int.from_bytes(counters[slot : slot + _COUNTER_BYTES], "little")
+        for slot in range(0, _COUNTER_SLOTS * _COUNTER_BYTES, _COUNTER_BYTES)
+    )
+    new, _restart_failures_seen = total - _restart_failures_seen, total
+    return new
+
+
+def _shared_counters() -> Optional[mmap.mmap]:
+    """Anonymous memory a forked child shares with this process (no file, no descriptor to leak)."""
+    try:
+        import mmap
+
+        return mmap.mmap(-1, _COUNTER_SLOTS * _COUNTER_BYTES)
+    except Exception:  # no shared memory here: failed restarts go uncounted, forks go on
+        return None
+
+
+def _count_restart_failure(counters: mmap.mmap, failures: int) -> None:
+    slot = (os.getpid() % _COUNTER_SLOTS) * _COUNTER_BYTES
+    count = int.from_bytes(counters[slot : slot + _COUNTER_BYTES], "little") + failures
+    counters[slot : slot + _COUNTER_BYTES] = count.to_bytes(_COUNTER_BYTES, "little")
+
+
 def _before_fork() -> None:
-    global _gate_held_for_fork
+    global _gate_held_for_fork, _restart_failures
+    if _restart_failures is None and _child_callbacks:
+        _restart_failures = _shared_counters()
     deadline = time.monotonic() + GATE_WAIT_S
     _gate_held_for_fork = _gate.acquire(timeout=GATE_WAIT_S)
     while _child_callbacks and _agent_thread_importing() and time.monotonic() < deadline:
@@ -96,10 +140,11 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    global _gate, _gate_held_for_fork
+    global _gate, _gate_held_for_fork, _restart_failures, _restart_failures_seen
     _gate = threading.Lock()
     _gate_held_for_fork = False
-    alive = []
+    parents_counters, _restart_failures, _restart_failures_seen = _restart_failures, None, 0
+    alive, failures = [], 0
     for reference in _child_callbacks:
         callback = reference()
         if callback is None:
@@ -108,5 +153,7 @@ def _after_in_child() -> None:
         try:
             callback()
         except Exception:  # a child must start even if the agent cannot; nothing may be logged here
-            pass
+            failures += 1
     _child_callbacks[:] = alive
+    if failures and parents_counters is not None:
+        _count_restart_failure(parents_counters, failures)

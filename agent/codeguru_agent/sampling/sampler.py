@@ -102,6 +102,8 @@ class FrameTable:
         self.fast: Dict[int, Dict[int, int]] = {}
         self.leaf_children: Dict[Tuple[int, int], int] = {}  # (id(code), offset) -> synthetic child id, or -1
         self._ids: Dict[Frame, int] = {}
+        self.roles: Dict[int, int] = {}
+        """Frame ids of the launcher's and the agent's frames, with their role (``frames.launcher_role``)."""
         self._modules = names.ModuleNames()
         self._qualnames = names.QualifiedNames()
         self.truncated_id = self.intern(names.TRUNCATED)
@@ -114,6 +116,9 @@ class FrameTable:
             frame_id = self._ids[frame] = len(self.frames)
             self.frames.append(frame)
             self.bytes += _FRAME_BYTES
+            role = names.launcher_role(frame.name)
+            if role:
+                self.roles[frame_id] = role
         return frame_id
 
     def frame_id(self, frame: Frame) -> Optional[int]:
@@ -189,7 +194,7 @@ class Aggregate(NamedTuple):
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count:
+            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
         return Profile(
@@ -364,6 +369,10 @@ class Sampler:
             if folded:
                 self._folded += 1
             return stack_id
+        if table.roles:
+            program = names.program_stack(stack_key, table.roles)
+            if program is not stack_key:
+                return self._alias(stack_key, program, folded)
         cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
         if folded or self._stack_bytes + table.bytes + cost > self._budget_bytes:
             return self._fold(stack_key, folded)
@@ -457,6 +466,35 @@ class Sampler:
                 if stack_id is not None:
                     return stack_id
         return self._fallback_stack()
+
+    def _alias(self, key: StackKey, program: Optional[StackKey], folded: bool) -> int:
+        """A new stack with the launcher's frames at its root, or the agent's own wait in it: counted
+        as the program's part of it (``program``), or left out if it has none; ``key`` maps there
+        from now on, so the next sample of it costs one lookup."""
+        if program is None:
+            stack_id = self._left_out()
+        else:
+            stack_id = self._stack_ids.get(program, -1)
+            cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(program)
+            if stack_id >= 0:
+                self._folded += folded
+            elif folded or self._over(cost):
+                return self._fold(program, folded)
+            else:
+                stack_id = self._add_stack(program, cost)
+        if not self._over(_STACK_BYTES):
+            self._stack_ids[key] = stack_id
+            self._stack_bytes += _STACK_BYTES
+        return stack_id
+
+    def _left_out(self) -> int:
+        """The stack whose samples no profile shows: its key is empty."""
+        stack_id = self._stack_ids.get(())
+        if stack_id is None:
+            stack_id = self._stack_ids[()] = len(self._stacks)
+            self._stacks.append(())
+            self._counts.append(0)
+        return stack_id
 
     def _fallback_stack(self) -> int:
         """The one stack a sample folds into when nothing above its leaf is known: ``<Truncated>``."""
