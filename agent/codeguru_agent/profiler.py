@@ -336,7 +336,7 @@ class Profiler:
 
     def _build_runner(self, launch: _Launch) -> Optional[Runner]:
         """Build the runner on this thread, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
+        with forksafe.agent_import():  # a few small modules of ours, in one step: no time to read them first
             from codeguru_agent.sampling.runner import Runner
         uploader_thread = launch.uploader_thread
         runner = Runner(
@@ -397,8 +397,9 @@ class Profiler:
 
     def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool, in_child: bool) -> Optional[Uploader]:
         """Build the uploader on this thread, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
-            from codeguru_agent.reporting.uploader import Uploader
+        forksafe.load(["codeguru_agent.reporting.uploader"])
+        from codeguru_agent.reporting.uploader import Uploader
+
         uploader = Uploader(
             self._config,
             sink_factory=lambda: self._make_sink(in_child),

@@ -199,8 +199,7 @@ class Uploader:
 
     def _setup(self) -> bool:
         try:
-            with forksafe.import_gate():
-                self._sink = self._sink_factory()
+            self._sink = self._sink_factory()
             self._fleet = self._fleet_factory()
         except SetupError as error:
             logger.warning("CodeGuru profiler disabled: %s", error)
