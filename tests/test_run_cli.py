@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from codeguru_agent.reporting.document import walk_callgraph
+from support.flamegraph_page import frames
 from support.programs import (
     CRUNCH,
     ENTRY_POINTS,
@@ -183,6 +184,9 @@ def test_local_mode_writes_profiles_and_prints_the_flame_graph_last(profile_form
     flamegraph = Path(done.stdout_lines[-1])
     assert flamegraph == out.resolve() / "flamegraph.html"
     assert "price_the_orders" in flamegraph.read_text(encoding="utf-8")
+    stacks = (out / "collapsed-stacks.txt").read_text(encoding="utf-8").splitlines()
+    assert any(";" in line and "price_the_orders" in line for line in stacks), "the same samples, collapsed"
+    assert sum(int(line.rpartition(" ")[2]) for line in stacks) == frames(flamegraph.read_text("utf-8"))[()]["total"]
     files = profile_files(out)
     assert files and all(path.suffix == "." + profile_format for path in files)
     documents = read_profiles(out)

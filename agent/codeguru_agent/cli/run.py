@@ -170,7 +170,7 @@ def _split(argv: List[str]) -> Tuple[List[str], Optional[Program]]:
             return argv[:index], Program(argv[index + 1], True, tuple(argv[index + 2 :]))
         if arg.startswith("-m") and len(arg) > 2:  # -mpackage.module, as python accepts it
             return argv[:index], Program(arg[2:], True, tuple(argv[index + 1 :]))
-        if arg == "-" or not arg.startswith("-"):
+        if not arg.startswith("-"):
             return argv[:index], Program(arg, False, tuple(argv[index + 1 :]))
         index += 2 if arg in _OPTIONS_WITH_VALUE else 1
     return argv, None

@@ -203,13 +203,15 @@ def _strip_metadata(answer: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class LocalSink:
-    """Writes each profile to a file in a directory, and a merged flame graph when closed."""
+    """Writes each profile to a file in a directory, and when closed a merged flame graph page and
+    the same samples as collapsed stacks (for flamegraph.pl, speedscope or Pyroscope)."""
 
     def __init__(self, directory: str, group: Optional[str], render_on_close: bool = True) -> None:
         self.directory = directory
         self._group = re.sub(r"[^\w-]", "", group or "local") or "local"
         self.render_on_close = render_on_close
         self.flamegraph_path: Optional[str] = None
+        self.collapsed_path: Optional[str] = None
         os.makedirs(directory, exist_ok=True)
 
     def submit(self, body: bytes, content_type: str, token: str) -> Result:
@@ -258,6 +260,8 @@ class LocalSink:
         out = os.path.join(self.directory, "flamegraph.html")
         try:
             self.flamegraph_path = write_flamegraph(documents, out, title=self._group)
+            stacks = os.path.join(self.directory, "collapsed-stacks.txt")
+            self.collapsed_path = write_flamegraph(documents, stacks, self._group, "collapsed")
         except Exception as error:  # a full disk or a bad directory must not reach the host
             logger.warning("cannot write the flame graph %s: %s", out, error)
 
