@@ -370,7 +370,7 @@ def _default_row(
         met=verdict,
         note=f"no agent stalled {_percent(no_agent_stall)}; work time {_p_phrase(work_p)} that runs without an "
         f"agent differ this much, stall {_p_phrase(stall_p[arm])}; the governor's budget (1% of a core, "
-        f"the larger of the agent's CPU and what the host loses) held it at {fmt(rate)} samples/s "
+        f"the agent's CPU plus what the host loses) held it at {fmt(rate)} samples/s "
         f"(agent CPU {fmt(cpu[arm], 's')})",
     )
 

@@ -45,7 +45,7 @@ class Plan:
 FULL: Final = Plan(
     per_sample_runs=5,
     per_sample_budget_s=1.0,
-    end_to_end_runs=9,
+    end_to_end_runs=7,
     startup_runs=7,
     encode_runs=5,
     memory_runs=3,
