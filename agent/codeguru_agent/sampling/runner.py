@@ -72,8 +72,6 @@ class Runner:
         self._attention = False
         """Set by every control method with ``_wake``: the loop then looks at its state before the
         next tick. Between those and its own deadlines the loop only sleeps and ticks."""
-        self._jitter = [int.from_bytes(pair, "little") / 65536.0 for pair in _pairs(os.urandom(2 * _JITTER_TABLE))]
-        """Uniform numbers in [0, 1) for the jitter, drawn once: a lookup per tick (see :func:`_pairs`)."""
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
 
     # --- control, from any thread --------------------------------------------------------------
@@ -187,7 +185,7 @@ class Runner:
         sleep = time.sleep
         sample = sampler.sample
         pause_lock = self._pause_lock
-        jitter = self._jitter
+        jitter = [int.from_bytes(pair, "little") / 65536.0 for pair in _pairs(os.urandom(2 * _JITTER_TABLE))]
         turn = 0
         switch_s = sys.getswitchinterval()
         interval_s = self._governor.interval_ms / 1000.0
