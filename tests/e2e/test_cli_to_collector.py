@@ -123,7 +123,7 @@ def test_every_profile_is_the_programs_own_with_its_own_token_and_metadata(
     for document in documents[:-1]:  # the full intervals; the last is the exit flush's
         settling = function_count(document, "settle_payments")
         polling = function_count(document, "stored")
-        assert 0 < settling and settling + polling <= document["agentMetadata"]["numTimesSampled"], (
+        assert settling > 0 and settling + polling <= document["agentMetadata"]["numTimesSampled"], (
             "the main thread, in one stack per sample, is in the program's own functions"
         )
         assert document["agentMetadata"]["durationInMs"] >= 1000, "a full interval lasts the reporting interval"
