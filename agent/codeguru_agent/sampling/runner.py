@@ -55,6 +55,8 @@ class Runner:
         """Paused time not yet handed to the sampler, timed by the callers of ``set_paused``."""
         self._should_profile = True
         self._killed = False
+        self._new_limits = False
+        """Set by ``apply()``: the sampler takes the new depth and memory bound before its next tick."""
         self._seal_now = False
         self._sealed = threading.Event()
         self._under_way = threading.Event()
@@ -136,6 +138,7 @@ class Runner:
         self._config = config
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
         self._governor.reconfigure(config.sampling_interval_ms)
+        self._new_limits = True
         self._wake.set()
 
     def seal_now(self, timeout_s: float) -> bool:
@@ -203,6 +206,9 @@ class Runner:
                     continue
             elif wait_s > 0:
                 time.sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
+            if self._new_limits:  # the sampler is this thread's alone: it takes them between ticks
+                self._new_limits = False
+                sampler.set_limits(self._config)
             self._tick()
             if first_tick:
                 first_tick = False

@@ -210,12 +210,8 @@ class Sampler:
         clock_ms: Callable[[], int] = _wall_ms,
         current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
-        self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
         self._excluded_names: FrozenSet[str] = config.excluded_threads
-        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
-        # room kept for the one stack every sample can fold into when nothing above it is known
-        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._clock_ms = clock_ms
         self._current_frames = current_frames
         self._agent_threads: Set[int] = set()
@@ -224,11 +220,24 @@ class Sampler:
         self._last: Dict[int, Tuple[Any, int, int]] = {}
         """Per thread, its top frame at the last tick (or, seen there once, only its address), the
         frame's offset and the stack id: see :meth:`sample`."""
+        self.set_limits(config)
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
         first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
         self._reset(self._clock_ms())
+
+    def set_limits(self, config: AgentConfig) -> None:
+        """The stack depth and memory bound, from the next sample on (the service's answer may change them).
+
+        Called on the sampling thread, between ticks. A thread whose stack would be reused from the
+        last tick is walked again, so that the new depth applies to it too.
+        """
+        self._max_depth = config.max_stack_depth
+        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
+        # room kept for the one stack every sample can fold into when nothing above it is known
+        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
+        self._last.clear()
 
     def _reset(self, now_ms: int) -> None:
         self._stack_ids: Dict[StackKey, int] = {}
