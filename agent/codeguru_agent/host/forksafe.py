@@ -57,7 +57,7 @@ def on_fork_in_child(callback: Callable[[], None]) -> None:
     a second call in the child would start a second agent there.
     """
     _install()
-    reference = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+    reference = weakref.WeakMethod(callback)  # type: ignore[arg-type, unused-ignore]
     if reference not in _child_callbacks:
         _child_callbacks.append(reference)
 
