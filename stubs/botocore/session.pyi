@@ -9,5 +9,9 @@ class Session:
     def get_credentials(self) -> Credentials | None: ...
     # A client's operations are generated at run time from the service model: typed as Any.
     def create_client(
-        self, service_name: str, region_name: str | None = ..., endpoint_url: str | None = ..., config: Config | None = ...
+        self,
+        service_name: str,
+        region_name: str | None = ...,
+        endpoint_url: str | None = ...,
+        config: Config | None = ...,
     ) -> Any: ...
