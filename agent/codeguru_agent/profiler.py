@@ -248,7 +248,7 @@ class Profiler:
 
     def _build_runner(self, launch: Launch) -> Optional[Runner]:
         """On the sampling thread: build the runner, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
+        with forksafe.agent_import():  # a few small modules of ours, in one step: no time to read them first
             from codeguru_agent.sampling.runner import Runner
         runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=launch.uploader_ident)
         with _lock:
@@ -264,8 +264,9 @@ class Profiler:
 
     def _build_uploader(self, launch: Launch, runner: Runner, load_spool: bool, in_child: bool) -> Optional[Uploader]:
         """On the uploader's thread: build the uploader, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
-            from codeguru_agent.reporting.uploader import Uploader
+        forksafe.load(["codeguru_agent.reporting.uploader"])
+        from codeguru_agent.reporting.uploader import Uploader
+
         uploader = Uploader(
             self._config,
             sink_factory=lambda: self._make_sink(in_child),

@@ -10,6 +10,7 @@ from typing import Any, Dict, Final, Mapping, Optional
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity
+from codeguru_agent.host import forksafe
 from codeguru_agent.reporting.sinks import Outcome, Result, SetupError
 
 _RETRYABLE_CODES: Final = frozenset(
@@ -26,10 +27,24 @@ _RETRYABLE_CODES: Final = frozenset(
 )
 
 
+_SERVICE_MODULES: Final = (
+    "botocore.session",
+    "botocore.config",
+    "botocore.exceptions",
+    "ssl",
+    "urllib3.util.ssl_",
+    "encodings.idna",
+)
+"""What the client and its first request import, loaded a module at a time (``forksafe.load``): a
+fork that lands while this thread holds an import lock would leave the child hanging on that
+module (``encodings.idna`` in the official agent's case), so each fork waits for one module."""
+
+
 class ServiceSink:
     """The CodeGuru Profiler API through a stock botocore client, built once on the uploader's thread."""
 
     def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
+        forksafe.load(_SERVICE_MODULES)
         from botocore.config import Config
 
         if aws_session is not None:  # the application's boto3 Session
@@ -127,16 +142,7 @@ def _botocore_session(profile: Optional[str]) -> Any:
 
 
 def _import_what_the_first_request_needs() -> None:
-    """Import now, inside the fork gate, what the first HTTPS request would import later.
-
-    A fork that lands while this thread holds an import lock leaves the child hanging on that
-    module (``encodings.idna`` in the official agent's case); doing these imports while fork
-    waits for us closes that window.
-    """
-    import ssl  # noqa: F401
-
-    import urllib3.util.ssl_  # noqa: F401
-
+    """Load now the codec the first HTTPS request would import later (see ``_SERVICE_MODULES``)."""
     "codeguru-profiler.us-east-1.amazonaws.com".encode("idna")
 
 

@@ -154,8 +154,7 @@ class Uploader:
     def _setup(self) -> Optional[Delivery]:
         """Build the sink (boto3 is imported here) and the delivery policy; None disables the agent."""
         try:
-            with forksafe.import_gate():
-                sink = self._sink_factory()
+            sink = self._sink_factory()
             self._fleet = self._fleet_factory()
         except SetupError as error:
             logger.warning("CodeGuru profiler disabled: %s", error)
