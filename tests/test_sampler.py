@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.reporting.document import Frame
+from codeguru_agent.reporting.document import Frame, profile_of
 from codeguru_agent.sampling.sampler import Sampler
 from support.waiting import wait_until
 
@@ -28,7 +28,7 @@ def names(stack: Tuple[Frame, ...]) -> List[str]:
 def sampled(sampler: Sampler, ticks: int = 1) -> Stacks:
     for _ in range(ticks):
         sampler.sample()
-    return dict(sampler.seal().to_profile().stacks)
+    return dict(profile_of(sampler.seal()).stacks)
 
 
 def thread_stacks(stacks: Stacks, function: str) -> Stacks:
@@ -288,7 +288,7 @@ def test_without_synthetic_leaves_a_leaf_gets_its_sleep_frame_once_they_are_on()
         sampler.sample()
         sampler.synthetic_leaves = True
         sampler.sample()
-        stacks = dict(sampler.seal().to_profile().stacks)
+        stacks = dict(profile_of(sampler.seal()).stacks)
         stop.set()
     by_leaf = {names(stack)[-1]: count for stack, count in stacks.items()}
     assert by_leaf.get("<Sleep>") == 1, by_leaf
@@ -310,7 +310,7 @@ def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
         for thread in threads:
             thread.join(5)
     assert aggregate.threads_seen == 4
-    profile = aggregate.to_profile()
+    profile = profile_of(aggregate)
     assert not any("test_agent_threads_excluded" in f.name for s in profile.stacks for f in s)
 
 

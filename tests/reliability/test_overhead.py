@@ -16,6 +16,7 @@ import pytest
 
 import codeguru_agent
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.reporting.document import profile_of
 from codeguru_agent.sampling.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
 from codeguru_agent.sampling.runner import Runner
 from codeguru_agent.sampling.sampler import Sampler
@@ -174,7 +175,7 @@ def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: threading.
             sampler.sample()
             assert sampler.memory_bytes() <= bound
         aggregate = sampler.seal()
-        assert aggregate.num_times_sampled == 300 and aggregate.to_profile().stacks
+        assert aggregate.num_times_sampled == 300 and profile_of(aggregate).stacks
         return aggregate.folded_stacks > 0
 
     wait_until(interval_that_folds, 30, "an interval that reached the bound")

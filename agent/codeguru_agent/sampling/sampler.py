@@ -20,13 +20,12 @@ import threading
 import time
 import types
 from typing import (
-    TYPE_CHECKING,
     Any,
     Callable,
+    Collection,
     Dict,
     Final,
     FrozenSet,
-    Iterable,
     List,
     Mapping,
     NamedTuple,
@@ -39,9 +38,6 @@ from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import interpreters
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
-
-if TYPE_CHECKING:
-    from codeguru_agent.reporting.document import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -183,30 +179,16 @@ class Aggregate(NamedTuple):
     skipped_ticks: int = 0
     """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
 
-    def to_profile(self, **extra: Any) -> "Profile":
-        """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
-
-        The document module is imported here, on the uploader's thread, not by the sampling thread
-        before its first sample.
-        """
-        from codeguru_agent.reporting.document import Profile
-
+    def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
+        """Frame ids resolved into root-first frame stacks, with their counts (run this off the
+        sampling thread). The samples left out (the empty key, see ``Sampler._left_out``) are not in it."""
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
+            if count and key:
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
-        return Profile(
-            start_ms=self.start_ms,
-            end_ms=self.end_ms,
-            duration_ms=self.duration_ms,
-            stacks=stacks,
-            num_times_sampled=self.num_times_sampled,
-            threads_seen=self.threads_seen,
-            memory_bytes=self.memory_bytes,
-            **extra,
-        )
+        return stacks
 
 
 class Sampler:
@@ -296,7 +278,7 @@ class Sampler:
             return
         me = threading.get_ident()
         frames.pop(me, None)  # see the module's note on the sampler's own frame
-        items: Iterable[Tuple[int, types.FrameType]] = frames.items()
+        items: Collection[Tuple[int, types.FrameType]] = frames.items()
         if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
