@@ -186,3 +186,27 @@ def test_empty_intervals_are_not_submitted() -> None:
     up.enqueue(aggregate(1_000, samples=0), 10.0)
     step(up)
     assert sink.attempts == []
+
+
+def test_a_spool_directory_that_went_away_is_counted_and_delivery_goes_on(tmp_path: Any, caplog: Any) -> None:
+    spool = tmp_path / "spool"
+    sink = ScriptedSink()
+    config = AgentConfig(profiling_group_name="G", spool_dir=str(spool))
+    up = Uploader(
+        config,
+        sink_factory=lambda: sink,
+        fleet_factory=Host,
+        on_configuration=lambda c, should: None,
+        on_disabled=lambda reason: None,
+        is_killed=lambda: False,
+        sampler_stats=lambda: (0.0, 0),
+    )
+    spool.rmdir()  # made when the uploader was built, removed before its thread reads it
+
+    with caplog.at_level("WARNING", logger="codeguru_agent"):
+        assert up._setup() is not None
+    up.enqueue(aggregate(1_000), 10.0)
+    step(up)
+
+    assert [body["debugInfo"]["errorsCount"].get("spoolErrors") for _, body in sink.attempts] == [1]
+    assert any("cannot read the spool" in record.getMessage() for record in caplog.records)

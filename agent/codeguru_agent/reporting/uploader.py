@@ -175,7 +175,13 @@ class Uploader:
             is_killed=self._is_killed,
         )
         if self._spool is not None and self._load_spool:
-            for sealed in self._spool.load():
+            try:
+                spooled = self._spool.load()
+            except OSError as error:  # the directory went away: profiles still flow, without it
+                self.errors.add("spoolErrors")
+                logger.warning("cannot read the spool %s: %s", self._spool.directory, error)
+                spooled = []
+            for sealed in spooled:
                 self._add_to_backlog(sealed)
         return self._delivery
 
