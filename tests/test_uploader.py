@@ -81,7 +81,9 @@ def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
 
 
 def step(up: Uploader, retry_now: bool = True) -> None:
+    """One turn of the uploader's loop: encode, ask ConfigureAgent when due, submit."""
     up._encode_pending()
+    up._delivery.configure_if_due()
     if retry_now:
         up._delivery._retry_at = 0.0
     up._delivery.submit_due()

@@ -57,6 +57,10 @@ class Runner:
         self._killed = False
         self._seal_now = False
         self._sealed = threading.Event()
+        self._sealed_ok = False
+        """Whether the last seal handed its interval over (what ``seal_now`` reports)."""
+        self._new_config: Optional[AgentConfig] = None
+        """A configuration from :meth:`apply`, taken by the thread before its next tick."""
         self._under_way = threading.Event()
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
@@ -123,6 +127,11 @@ class Runner:
         return self._paused
 
     def set_should_profile(self, should_profile: bool) -> None:
+        """Sample or not, as the service says; told to stop, the thread seals what it has at once,
+        so that the samples taken before the answer are a profile of their own (the uploader
+        drops them if the answer is the service's first)."""
+        if self._should_profile and not should_profile:
+            self._seal_now = True
         self._should_profile = should_profile
         self._wake.set()
 
@@ -132,20 +141,25 @@ class Runner:
         return self._killed
 
     def apply(self, config: AgentConfig) -> None:
-        """Take a new configuration (the service's answer) at the next tick."""
-        self._config = config
-        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
-        self._governor.reconfigure(config.sampling_interval_ms)
+        """Take a new configuration (the service's answer) before the next tick.
+
+        If it changes how samples are taken (interval, depth, threads, memory), the thread first
+        seals what it sampled under the old one: each profile is sampled under one configuration.
+        """
+        if _sampling_options(config) != _sampling_options(self._config):
+            self._seal_now = True
+        self._new_config = config
         self._wake.set()
 
     def seal_now(self, timeout_s: float) -> bool:
-        """Ask the thread to seal the current interval now; True once it has."""
+        """Ask the thread to seal the current interval now; True once it has handed it over, False
+        if it could not (the interval is lost: counted in the next profile) or not in time."""
         if not self.is_alive():
             return False
         self._sealed.clear()
         self._seal_now = True
         self._wake.set()
-        return self._sealed.wait(timeout_s)
+        return self._sealed.wait(timeout_s) and self._sealed_ok
 
     @property
     def effective_interval_ms(self) -> float:
@@ -171,6 +185,8 @@ class Runner:
             if now - killswitch_checked >= KILLSWITCH_CHECK_S:
                 killswitch_checked = now
                 self._killed = os.path.exists(self._config.killswitch_file)
+            if self._new_config is not None and not self._seal_now:
+                self._take_new_config()  # nothing in it changes how samples are taken
             if self._seal_now or now >= report_at:
                 # Idle and paused time so far belong to the interval being sealed, not to the next
                 # one: a Lambda thawed after a long freeze seals here, before it resumes.
@@ -260,16 +276,32 @@ class Runner:
             logger.debug("sampling tick failed", exc_info=True)
 
     def _seal(self) -> None:
+        """Hand the interval over, then take a new configuration if one came (see :meth:`apply`)."""
+        sealed = False
         try:
             self.cpu_s = time.thread_time() - self._cpu_start
             aggregate = self._sampler.seal()
             self._on_sealed(aggregate, self._governor.interval_ms)
+            sealed = True
         except Exception:  # the hand-over must not end the thread either
             self.tick_errors += 1
             logger.debug("sealing failed", exc_info=True)
         finally:
+            self._sealed_ok = sealed
             self._seal_now = False
             self._sealed.set()
+        self._take_new_config()
+
+    def _take_new_config(self) -> None:
+        """On this thread, between ticks: the configuration :meth:`apply` was given, if any."""
+        config, self._new_config = self._new_config, None
+        if config is None:
+            return
+        if _sampling_options(config) != _sampling_options(self._config):
+            self._sampler.reconfigure(config)
+        self._config = config
+        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
+        self._governor.reconfigure(config.sampling_interval_ms)
 
     def _uniform(self) -> float:
         """A number in [0, 1) for the jitter: a 64-bit linear congruential generator, seeded from
@@ -282,3 +314,14 @@ class Runner:
         """
         self._jitter_state = (self._jitter_state * 6364136223846793005 + 1442695040888963407) & _U64
         return (self._jitter_state >> 11) / _TWO_TO_53
+
+
+def _sampling_options(config: AgentConfig) -> tuple:
+    """What decides how samples are taken: a change seals the interval first."""
+    return (
+        config.sampling_interval_ms,
+        config.max_stack_depth,
+        config.max_threads,
+        config.excluded_threads,
+        config.memory_limit_mb,
+    )

@@ -163,6 +163,8 @@ class Aggregate(NamedTuple):
     table: FrameTable
     skipped_ticks: int = 0
     """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
+    sampling_interval_ms: float = 0.0
+    """The configured sampling interval the interval was sampled under (0: not known)."""
 
     def to_profile(self, **extra: Any) -> "Profile":
         """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
@@ -210,16 +212,14 @@ class Sampler:
         clock_ms: Callable[[], int] = _wall_ms,
         current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
-        self._max_depth = config.max_stack_depth
-        self._max_threads = config.max_threads
-        self._excluded_names: FrozenSet[str] = config.excluded_threads
-        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
-        # room kept for the one stack every sample can fold into when nothing above it is known
-        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._clock_ms = clock_ms
         self._current_frames = current_frames
         self._agent_threads: Set[int] = set()
         self._excluded: Dict[int, bool] = {}
+        self._max_depth = self._max_threads = self._memory_limit_bytes = self._budget_bytes = 0
+        self._interval_ms = 0.0
+        self._excluded_names: FrozenSet[str] = frozenset()
+        self.reconfigure(config)
         self._table = FrameTable()
         self._last: Dict[int, Tuple[Any, int, int]] = {}
         """Per thread, its top frame at the last tick (or, seen there once, only its address), the
@@ -244,6 +244,18 @@ class Sampler:
         self._folded = 0
         self._skipped = 0
         self._stack_bytes = 0
+
+    def reconfigure(self, config: AgentConfig) -> None:
+        """Take the bounds of ``config`` (the service's answer): right after a seal, so that one
+        interval is sampled under one set of bounds."""
+        self._interval_ms = config.sampling_interval_ms
+        self._max_depth = config.max_stack_depth
+        self._max_threads = config.max_threads
+        self._excluded_names = config.excluded_threads
+        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
+        # room kept for the one stack every sample can fold into when nothing above it is known
+        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
+        self._excluded = {ident: True for ident in self._agent_threads}
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
@@ -514,6 +526,7 @@ class Sampler:
             memory_bytes=self.memory_bytes(),
             table=self._table,
             skipped_ticks=self._skipped,
+            sampling_interval_ms=self._interval_ms,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
