@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Dict, Final, Optional, Tuple
+from typing import Any, Callable, Dict, Final, Optional, Tuple
 
 _CREATORS: Final[Tuple[str, ...]] = ("_interpreters", "_xxsubinterpreters", "_testinternalcapi", "_testcapi")
 """The modules through which Python code can make an interpreter with its own GIL: none loaded,
@@ -62,7 +62,7 @@ def _lister(modules: Dict[str, Any]) -> Optional[Any]:
     return None
 
 
-def current_frames() -> Optional[Dict[int, types.FrameType]]:
+def _current_frames_checked() -> Optional[Dict[int, types.FrameType]]:
     """``sys._current_frames()``, or None while other interpreters exist and it would harm them.
 
     An interpreter created between the check and the call would still be read: the window is the
@@ -71,3 +71,10 @@ def current_frames() -> Optional[Dict[int, types.FrameType]]:
     if others_exist():
         return None
     return sys._current_frames()
+
+
+current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = (
+    _current_frames_checked if _OWN_GIL else sys._current_frames
+)
+"""``sys._current_frames()``, or None while other interpreters exist and it would harm them; before
+3.12 the C function itself, with no Python call around it on every tick."""

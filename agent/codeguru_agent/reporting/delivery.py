@@ -44,6 +44,7 @@ class Delivery:
         on_configuration: Callable[[AgentConfig, bool], None],
         identity: Callable[[], FleetIdentity],
         is_killed: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
         self._backlog = backlog
@@ -52,6 +53,8 @@ class Delivery:
         self._on_configuration = on_configuration
         self._identity = identity
         self._is_killed = is_killed
+        self._clock = clock
+        """Monotonic seconds; the retry and ConfigureAgent deadlines are read on it (a fake one in tests)."""
         self._failures = 0
         self._retry_at = 0.0
         self._group_missing = False
@@ -66,7 +69,7 @@ class Delivery:
 
     def next_wait_s(self) -> float:
         """How long the uploader's thread may sleep before something here is due."""
-        now = time.monotonic()
+        now = self._clock()
         deadlines = [self._configure_at]
         if len(self._backlog):
             deadlines.append(self._retry_at)
@@ -83,7 +86,7 @@ class Delivery:
 
     def configure_if_due(self, now_anyway: bool = False) -> None:
         """Ask ConfigureAgent once per reporting interval (sooner until its first answer); apply its answer."""
-        now = time.monotonic()
+        now = self._clock()
         if (now < self._configure_at and not now_anyway) or self._is_killed():
             return
         config = self._config()
@@ -132,7 +135,7 @@ class Delivery:
         resent_after_create = False
         self._group_just_created = False
         while self._answered and not self._is_killed() and not self._group_missing:
-            if time.monotonic() < self._retry_at:
+            if self._clock() < self._retry_at:
                 return
             sealed = self._backlog.oldest()
             if sealed is None:
@@ -159,7 +162,7 @@ class Delivery:
         if not self._answered:
             return
         for sealed in list(self._backlog):
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self._clock() >= deadline:
                 return
             if not self._submit(sealed):
                 return
@@ -186,7 +189,7 @@ class Delivery:
             return False
         self._failures += 1
         delay = self._backoff_s(self._failures)
-        self._retry_at = time.monotonic() + delay
+        self._retry_at = self._clock() + delay
         logger.info("profile %s not delivered (%s); retrying in %.1f s", sealed.token, result.reason, delay)
         return False
 

@@ -19,15 +19,25 @@ import sys
 import threading
 import time
 import types
-from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Final,
+    FrozenSet,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import interpreters
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
-
-if TYPE_CHECKING:
-    from codeguru_agent.reporting.document import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +62,11 @@ _LEAF_BYTES: Final = 150  # a leaf position's synthetic child (tuple key, dict s
 
 _RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
 _NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
+_SKIPPED: Final = ("skipped", -1, -1)
+"""A thread's entry in ``Sampler._threads`` when it is never sampled."""
+_MOVING: Final = ("moving", -1, -1)
+"""A thread's entry when its stack is walked at every tick (a resumable top frame, or a leaf
+still missing its synthetic child): known not to be skipped, never taken for parked."""
 
 
 class _CodeEntry:
@@ -166,34 +181,16 @@ class Aggregate(NamedTuple):
     sampling_interval_ms: float = 0.0
     """The configured sampling interval the interval was sampled under (0: not known)."""
 
-    def to_profile(self, **extra: Any) -> "Profile":
-        """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
-
-        The document module is imported here, on the uploader's thread, not by the sampling thread
-        before its first sample.
-        """
-        from codeguru_agent.reporting.document import Profile
-
+    def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
+        """Frame ids resolved into root-first frame stacks, with their counts (run this off the
+        sampling thread). The samples left out (the empty key, see ``Sampler._left_out``) are not in it."""
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
+            if count and key:
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
-        return Profile(
-            start_ms=self.start_ms,
-            end_ms=self.end_ms,
-            duration_ms=self.duration_ms,
-            stacks=stacks,
-            num_times_sampled=self.num_times_sampled,
-            threads_seen=self.threads_seen,
-            memory_bytes=self.memory_bytes,
-            **extra,
-        )
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
+        return stacks
 
 
 class Sampler:
@@ -209,45 +206,37 @@ class Sampler:
         self,
         config: AgentConfig,
         *,
-        clock_ms: Callable[[], int] = _wall_ms,
+        clock: Callable[[], float] = time.time,
         current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
-        self._clock_ms = clock_ms
+        self._max_threads = config.max_threads
+        self._excluded_names: FrozenSet[str] = config.excluded_threads
+        self._interval_ms = config.sampling_interval_ms
+        self._clock = clock
+        """Wall-clock seconds; a C function, called at every tick for the interval's end."""
         self._current_frames = current_frames
         self._agent_threads: Set[int] = set()
-        self._excluded: Dict[int, bool] = {}
-        self._max_depth = self._max_threads = self._memory_limit_bytes = self._budget_bytes = 0
-        self._interval_ms = 0.0
-        self._excluded_names: FrozenSet[str] = frozenset()
-        self.reconfigure(config)
         self._table = FrameTable()
-        self._last: Dict[int, Tuple[Any, int, int]] = {}
-        """Per thread, its top frame at the last tick (or, seen there once, only its address), the
-        frame's offset and the stack id: see :meth:`sample`."""
+        self._threads: Dict[int, Tuple[Any, int, int]] = {}
+        """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
+        (an agent thread or an excluded name), or its top frame at the last tick (or, seen there
+        once, only its address), the frame's offset and the stack id: see :meth:`sample`. One
+        lookup per thread and tick, on a table the cold cache has to fetch after every sleep."""
+        self.set_limits(config)
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
         first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
-        self._reset(self._clock_ms())
+        self._reset(int(self._clock() * 1000))
 
-    def _reset(self, now_ms: int) -> None:
-        self._stack_ids: Dict[StackKey, int] = {}
-        self._heads: Set[int] = set()
-        self._stacks: List[StackKey] = []
-        self._counts: List[int] = []
-        self._last.clear()
-        self._start_ms = now_ms
-        self._end_ms = now_ms
-        self._paused_ms = 0
-        self._ticks = 0
-        self._threads_seen = 0
-        self._folded = 0
-        self._skipped = 0
-        self._stack_bytes = 0
+    def set_limits(self, config: AgentConfig) -> None:
+        """The interval, stack depth, thread bounds and memory bound, from the next sample on (the
+        service's answer may change them; the runner seals the interval before, so that one
+        interval is sampled under one set).
 
-    def reconfigure(self, config: AgentConfig) -> None:
-        """Take the bounds of ``config`` (the service's answer): right after a seal, so that one
-        interval is sampled under one set of bounds."""
+        Called on the sampling thread, between ticks. A thread whose stack would be reused from the
+        last tick is walked again, so that the new depth applies to it too.
+        """
         self._interval_ms = config.sampling_interval_ms
         self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
@@ -255,79 +244,95 @@ class Sampler:
         self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
-        self._excluded = {ident: True for ident in self._agent_threads}
+        self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
+
+    def _reset(self, now_ms: int) -> None:
+        self._stack_ids: Dict[StackKey, int] = {}
+        self._heads: Set[int] = set()
+        self._stacks: List[StackKey] = []
+        self._counts: List[int] = []
+        self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
+        self._start_ms = now_ms
+        self._end_s = now_ms / 1000
+        self._paused_ms = 0
+        self._ticks = 0
+        self._threads_seen = 0
+        self._folded = 0
+        self._skipped = 0
+        self._stack_bytes = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
         if ident is not None:
             self._agent_threads.add(ident)
-            self._excluded[ident] = True
+            self._threads[ident] = _SKIPPED
 
     def add_paused_time(self, paused_ms: int) -> None:
         """Time the profile was paused, kept out of its duration."""
         self._paused_ms += max(0, paused_ms)
 
     def sample(self) -> None:
-        """One tick: count every sampled thread's current stack once (none while other interpreters run)."""
+        """One tick: count every sampled thread's current stack once (none while other interpreters run).
+
+        Built for the cache the sleep left cold: the frames dict is iterated as it comes (no list
+        of its items), and each thread costs one lookup in ``_threads``; a parked thread (its top
+        frame the same object at the same offset) then costs one comparison and its count.
+        """
         frames = self._current_frames()
         if frames is None:
             if not self._skipped:
                 logger.info("other interpreters are running: threads are not sampled until they end")
             self._skipped += 1
             return
-        frames.pop(threading.get_ident(), None)  # see the module's note on the sampler's own frame
-        items = list(frames.items())
-        del frames
-        if len(items) > self._max_threads + len(self._agent_threads):
+        me = threading.get_ident()
+        frames.pop(me, None)  # see the module's note on the sampler's own frame
+        items: Collection[Tuple[int, types.FrameType]] = frames.items()
+        if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
                 import random  # only with more threads than max_threads: not before the first sample
 
                 items = random.sample(items, self._max_threads)
-        last = self._last
-        excluded = self._excluded
+        threads = self._threads
         counts = self._counts
-        walk = self._walk
-        seen = 0
+        skipped = 0
         for ident, frame in items:
-            skip = excluded.get(ident)
-            if skip is None:
-                skip = self._classify(ident)
-            if skip:
+            previous = threads.get(ident)
+            if previous is not None and previous[0] is frame and previous[1] == frame.f_lasti:
+                counts[previous[2]] += 1  # parked: the same frame object at the same offset
                 continue
-            seen += 1
+            if previous is _SKIPPED or (previous is None and self._classify(ident)):
+                skipped += 1
+                continue
             lasti = frame.f_lasti
-            previous = last.get(ident)
-            if previous is not None and previous[0] is frame and previous[1] == lasti:
-                counts[previous[2]] += 1
-                continue
-            stack_id = walk(frame, lasti)
+            stack_id = self._walk(frame, lasti)
             counts[stack_id] += 1
             if frame.f_code.co_flags & _RESUMABLE_FLAGS or not self.synthetic_leaves:
                 # resumable: another caller can resume it at the same offset; or the leaf is
                 # missing its synthetic child, which the next tick adds
-                last.pop(ident, None)
+                threads[ident] = _MOVING
             elif previous is not None and previous[0] == id(frame) and previous[1] == lasti and previous[2] == stack_id:
                 # at the same place a whole interval: parked, so kept and never walked again while
                 # it stays there (only the object itself tells it from a later call at its address)
-                last[ident] = (frame, lasti, stack_id)
+                threads[ident] = (frame, lasti, stack_id)
             else:
                 # seen here once: by its address only, so that a frame that returns before the next
                 # tick frees its locals when it returns, not an interval later
-                last[ident] = (id(frame), lasti, stack_id)
-        if len(last) > seen:
-            live = {ident for ident, _ in items}
-            for ident in [ident for ident in last if ident not in live]:
-                del last[ident]
+                threads[ident] = (id(frame), lasti, stack_id)
+        if len(threads) > len(frames) + (me in threads):
+            for ident in [ident for ident in threads if ident not in frames and ident != me]:
+                del threads[ident]  # an ended thread
         self._ticks += 1
-        self._threads_seen += seen
-        self._end_ms = self._clock_ms()
+        self._threads_seen += len(items) - skipped
+        self._end_s = self._clock()
 
     def _classify(self, ident: int) -> bool:
+        """Whether a thread seen for the first time (this interval) is to be skipped, remembered if so."""
         thread = threading._active.get(ident)  # type: ignore[attr-defined]
-        skip = ident in self._agent_threads or (thread is not None and thread.name in self._excluded_names)
-        self._excluded[ident] = skip
-        return skip
+        if ident in self._agent_threads or (thread is not None and thread.name in self._excluded_names):
+            self._threads[ident] = _SKIPPED
+            return True
+        return False
 
     def _walk(self, frame: types.FrameType, lasti: int) -> int:
         """The stack id of the stack under ``frame``, the thread's top frame, at offset ``lasti``.
@@ -512,8 +517,8 @@ class Sampler:
 
     def seal(self, now_ms: Optional[int] = None) -> Aggregate:
         """Hand over this interval's samples and start a new interval; O(1) on the sampling thread."""
-        now = self._clock_ms() if now_ms is None else now_ms
-        end = self._end_ms if self._ticks else now
+        now = int(self._clock() * 1000) if now_ms is None else now_ms
+        end = int(self._end_s * 1000) if self._ticks else now
         aggregate = Aggregate(
             start_ms=self._start_ms,
             end_ms=end,
@@ -530,7 +535,6 @@ class Sampler:
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
-        self._excluded = {ident: True for ident in self._agent_threads}
         self._reset(now)
         return aggregate
 
