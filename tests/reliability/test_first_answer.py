@@ -100,7 +100,7 @@ def test_without_any_answer_nothing_is_sent_and_the_program_ends_as_usual(
     run.assert_host_intact("done\n", 0)
     assert collector.requests("PostAgentProfile") == []
     assert len(run.agent_warnings) == 1, run.agent_warnings
-    assert "ConfigureAgent" in run.agent_warnings[0] and "not sent" in run.agent_warnings[0]
+    assert "ConfigureAgent never answered" in run.agent_warnings[0] and "not delivered" in run.agent_warnings[0]
 
 
 def depth(document: dict) -> int:

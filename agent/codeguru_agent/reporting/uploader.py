@@ -294,10 +294,10 @@ class Uploader:
             return
         if self._delivery is not None and not self._delivery.answered:
             logger.warning(
-                "%d profile(s) not sent: ConfigureAgent never answered, and nothing is sent before "
-                "the service's first answer%s",
+                "%d profile(s) not delivered before the shutdown deadline: ConfigureAgent never "
+                "answered, and nothing is sent before the service's first answer (%s)",
                 left,
-                f" (kept in the spool {self._spool.directory})" if self._spool is not None else "",
+                f"kept in the spool {self._spool.directory}" if self._spool is not None else "lost",
             )
         elif self._spool is not None:
             logger.warning(
