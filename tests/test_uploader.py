@@ -84,7 +84,9 @@ def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
 
 
 def step(up: Uploader, retry_now: bool = True) -> None:
+    """One turn of the uploader's loop: encode, ask ConfigureAgent when due, submit."""
     up._encode_pending()
+    up._delivery.configure_if_due()
     if retry_now:
         up._delivery.retry_now()  # as a flush does; the backoff itself: test_delivery.py
     up._delivery.submit_due()
