@@ -57,6 +57,10 @@ class Runner:
         self._killed = False
         self._seal_now = False
         self._sealed = threading.Event()
+        self._sealed_ok = False
+        """Whether the last seal handed its interval over (what ``seal_now`` reports)."""
+        self._new_config: Optional[AgentConfig] = None
+        """A configuration from :meth:`apply` that waits for the interval so far to be sealed."""
         self._under_way = threading.Event()
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
@@ -72,6 +76,8 @@ class Runner:
         self._attention = False
         """Set by every control method with ``_wake``: the loop then looks at its state before the
         next tick. Between those and its own deadlines the loop only sleeps and ticks."""
+        self._new_limits = False
+        """Set by ``apply()``: the sampler takes the new depth and memory bound before its next tick."""
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
 
     # --- control, from any thread --------------------------------------------------------------
@@ -130,6 +136,11 @@ class Runner:
         return self._paused
 
     def set_should_profile(self, should_profile: bool) -> None:
+        """Sample or not, as the service says; told to stop, the thread seals what it has at once,
+        so that the samples taken before the answer are a profile of their own (the uploader
+        drops them if the answer is the service's first)."""
+        if self._should_profile and not should_profile:
+            self._seal_now = True
         self._should_profile = should_profile
         self._attention = True
         self._wake.set()
@@ -140,22 +151,29 @@ class Runner:
         return self._killed
 
     def apply(self, config: AgentConfig) -> None:
-        """Take a new configuration (the service's answer) at the next tick."""
-        self._config = config
-        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
-        self._governor.reconfigure(config.sampling_interval_ms)
+        """Take a new configuration (the service's answer) at the next tick.
+
+        If it changes how samples are taken (interval, depth, threads, memory), the thread first
+        seals what it sampled under the old one: each profile is sampled under one configuration.
+        """
+        if _sampling_options(config) != _sampling_options(self._config):
+            self._new_config = config
+            self._seal_now = True
+        else:
+            self._use(config)
         self._attention = True
         self._wake.set()
 
     def seal_now(self, timeout_s: float) -> bool:
-        """Ask the thread to seal the current interval now; True once it has."""
+        """Ask the thread to seal the current interval now; True once it has handed it over, False
+        if it could not (the interval is lost: counted in the next profile) or not in time."""
         if not self.is_alive():
             return False
         self._sealed.clear()
         self._seal_now = True
         self._attention = True
         self._wake.set()
-        return self._sealed.wait(timeout_s)
+        return self._sealed.wait(timeout_s) and self._sealed_ok
 
     @property
     def effective_interval_ms(self) -> float:
@@ -208,6 +226,9 @@ class Runner:
                 if now - killswitch_checked >= KILLSWITCH_CHECK_S:
                     killswitch_checked = now
                     self._killed = os.path.exists(self._config.killswitch_file)
+                if self._new_limits:  # the sampler is this thread's alone: it takes them between ticks
+                    self._new_limits = False
+                    sampler.set_limits(self._config)
                 if now - window_start >= WINDOW_S:
                     cpu = time.thread_time()
                     switch_s = sys.getswitchinterval()
@@ -223,18 +244,15 @@ class Runner:
                 if self._seal_now or now >= report_at:
                     # Idle and paused time so far belong to the interval being sealed, not to the next
                     # one: a Lambda thawed after a long freeze seals here, before it resumes.
-                    if idle_since is not None:
-                        sampler.add_paused_time(int((now - idle_since) * 1000))
-                        idle_since = now
+                    idle_since = self._count_idle(idle_since, now, still_idle=True)
                     sampler.add_paused_time(self._take_paused_ms(now))
                     self._seal()
                     report_at = now + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
-                    if self._paused and idle_since is not None:  # from here on the pause is timed
-                        sampler.add_paused_time(int((now - idle_since) * 1000))
-                        idle_since = None
-                    elif idle_since is None and not self._paused:
+                    if self._paused:  # from here on the pause is timed
+                        idle_since = self._count_idle(idle_since, now, still_idle=False)
+                    elif idle_since is None:
                         idle_since = now
                     if not self._under_way.is_set():
                         self._under_way.set()
@@ -242,8 +260,7 @@ class Runner:
                     self._wake.clear()
                     continue
                 if idle_since is not None:
-                    sampler.add_paused_time(int((now - idle_since) * 1000))
-                    idle_since = None
+                    idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
                 check_at = min(killswitch_checked + KILLSWITCH_CHECK_S, window_start + WINDOW_S, report_at)
             wait_s = next_tick - now
@@ -280,8 +297,7 @@ class Runner:
             if next_tick < done:
                 next_tick = done + interval_s * draw  # fell behind: skip, never burst
         now = clock()
-        if idle_since is not None:
-            sampler.add_paused_time(int((now - idle_since) * 1000))
+        self._count_idle(idle_since, now, still_idle=False)
         sampler.add_paused_time(self._take_paused_ms(now))
         self._seal()
 
@@ -300,6 +316,17 @@ class Runner:
             return False
         return True
 
+    def _count_idle(self, idle_since: Optional[float], now: float, still_idle: bool) -> Optional[float]:
+        """Count the idle time since ``idle_since`` (killed, or told not to profile) up to ``now`` as
+        paused; returns when the idle time still to count began (``now``, or None once it is over).
+
+        Idle time, like paused time, is kept out of the profile's duration.
+        """
+        if idle_since is None:
+            return None
+        self._sampler.add_paused_time(int((now - idle_since) * 1000))
+        return now if still_idle else None
+
     def _take_paused_ms(self, now: float) -> int:
         """The paused time up to ``now`` not yet handed over, restarting the count of a pause in progress."""
         with self._pause_lock:
@@ -310,16 +337,31 @@ class Runner:
         return int(paused_s * 1000)
 
     def _seal(self) -> None:
+        """Hand the interval over, then take the configuration that waited for it (see :meth:`apply`)."""
+        sealed = False
         try:
             self.cpu_s = time.thread_time() - self._cpu_start
             aggregate = self._sampler.seal()
             self._on_sealed(aggregate, self._governor.interval_ms)
+            sealed = True
         except Exception:  # the hand-over must not end the thread either
             self.tick_errors += 1
             logger.debug("sealing failed", exc_info=True)
         finally:
+            self._sealed_ok = sealed
             self._seal_now = False
             self._sealed.set()
+        config, self._new_config = self._new_config, None
+        if config is not None:
+            self._use(config)
+
+    def _use(self, config: AgentConfig) -> None:
+        """The configuration in force from now on; the sampler takes its limits before the next tick."""
+        self._config = config
+        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
+        self._governor.reconfigure(config.sampling_interval_ms)
+        self._new_limits = True
+        self._attention = True
 
 
 def _host_cost(cpu_s: float, held_s: float, ticks: int, contended_held_s: float, contended: int) -> float:
@@ -346,3 +388,14 @@ def _pairs(data: bytes) -> List[bytes]:
     interval), nor a draw per tick, where even a few big-integer operations cost each sample.
     """
     return [data[i : i + 2] for i in range(0, len(data), 2)]
+
+
+def _sampling_options(config: AgentConfig) -> tuple:
+    """What decides how samples are taken: a change seals the interval first."""
+    return (
+        config.sampling_interval_ms,
+        config.max_stack_depth,
+        config.max_threads,
+        config.excluded_threads,
+        config.memory_limit_mb,
+    )
