@@ -196,7 +196,7 @@ class Delivery:
     def _backoff_s(self, failures: int) -> float:
         """Exponential with jitter, from one second up to the reporting interval (at most 300 s)."""
         cap = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, self._config().reporting_interval_ms / 1000.0))
-        return min(cap, _FIRST_BACKOFF_S * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        return float(min(cap, _FIRST_BACKOFF_S * 2 ** (failures - 1)) * random.uniform(0.5, 1.0))
 
     def _group_not_found(self, result: Result, operation: str) -> None:
         config = self._config()

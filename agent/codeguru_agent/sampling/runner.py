@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Final, List, Optional
+from typing import Callable, Final, List, Optional, Tuple
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.sampling.governor import WINDOW_S, OverheadGovernor
@@ -390,7 +390,7 @@ def _pairs(data: bytes) -> List[bytes]:
     return [data[i : i + 2] for i in range(0, len(data), 2)]
 
 
-def _sampling_options(config: AgentConfig) -> tuple:
+def _sampling_options(config: AgentConfig) -> Tuple[object, ...]:
     """What decides how samples are taken: a change seals the interval first."""
     return (
         config.sampling_interval_ms,
