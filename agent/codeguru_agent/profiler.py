@@ -14,12 +14,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import threading
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
 
 from codeguru_agent import config as configuration
-from codeguru_agent.host import forksafe
+from codeguru_agent.host import forksafe, native
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -34,7 +34,7 @@ UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
 """The name of ``uploader.THREAD_NAME``, likewise."""
 _FIRST_TICK_WAIT_S: Final = 1.0
 
-_lock = threading.RLock()
+_lock = native.RLock()
 _active: Optional[Profiler] = None
 
 
@@ -49,19 +49,19 @@ class _Launch:
     """
 
     def __init__(self) -> None:
-        self.thread: Optional[threading.Thread] = None
-        self.uploader_thread: Optional[threading.Thread] = None
+        self.thread: Optional[native.AgentThread] = None
+        self.uploader_thread: Optional[native.AgentThread] = None
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
-        self.go = threading.Event()
+        self.go = native.Event()
         """Set by the caller of start() as it returns: the threads begin their work then."""
-        self.sampling = threading.Event()
+        self.sampling = native.Event()
         """Set once the runner is built and about to sample, or building it has failed."""
-        self.built = threading.Event()
+        self.built = native.Event()
         """Set once the uploader is built and running too, or building either has failed."""
         self.given_up = False
         """Set by stop() once its deadline has passed: a thread still building starts nothing."""
-        self._handover = threading.Lock()
+        self._handover = native.Lock()
         self._early: List[Tuple[Any, float]] = []
 
     def hand_over(self, aggregate: Any, interval_ms: float) -> None:
@@ -94,7 +94,7 @@ class _Launch:
         A seal asked for before the runner's first sample would be empty, and a short run's samples
         lost, so this also waits (briefly) for that first sample.
         """
-        if threading.current_thread() in (self.thread, self.uploader_thread):
+        if native.is_current(self.thread) or native.is_current(self.uploader_thread):
             return self.runner, self.uploader
         self.built.wait(max(0.0, deadline - time.monotonic()))
         runner = self.runner
@@ -306,14 +306,11 @@ class Profiler:
         would take the GIL from the caller's thread in the middle of start().
         """
         launch = _Launch()
-        launch.thread = threading.Thread(
-            target=self._run_sampling_thread, args=(launch,), name=SAMPLER_THREAD_NAME, daemon=True
-        )
-        launch.uploader_thread = threading.Thread(
-            target=self._run_uploader_thread,
-            args=(launch, load_spool, in_child),
-            name=UPLOADER_THREAD_NAME,
-            daemon=True,
+        if self._config.asyncio_tasks and "greenlet" in sys.modules:
+            _track_greenlets(in_child)
+        launch.thread = native.thread(self._run_sampling_thread, (launch,), SAMPLER_THREAD_NAME)
+        launch.uploader_thread = native.thread(
+            self._run_uploader_thread, (launch, load_spool, in_child), UPLOADER_THREAD_NAME
         )
         previous = self._launch
         self._launch, self._runner, self._uploader = launch, None, None
@@ -351,7 +348,7 @@ class Profiler:
                 runner.set_paused(True)
             if self._launch is launch:  # else start() has begun another run since a stop()
                 self._runner = runner
-            runner.adopt(threading.current_thread())
+            runner.adopt(launch.thread)
             launch.runner = runner
         return runner
 
@@ -374,7 +371,7 @@ class Profiler:
 
         self._build_then_run(launch, build, launch.built, "uploads")
 
-    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: threading.Event, what: str) -> None:
+    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: native.Event, what: str) -> None:
         """An agent thread's life: build its runner or uploader, say so through ``built``, run it.
 
         Neither step lets an exception out: the host must never see an agent failure. A failed
@@ -414,7 +411,7 @@ class Profiler:
                 return None
             if self._launch is launch:
                 self._uploader = uploader
-            uploader.adopt(threading.current_thread())
+            uploader.adopt(launch.uploader_thread)
         launch.attach(uploader)
         return uploader
 
@@ -489,7 +486,7 @@ class Profiler:
     def _restart_in_child(self) -> None:
         """In a forked child: forget the parent's threads and data, and profile the child afresh."""
         global _lock, _active
-        _lock = threading.RLock()
+        _lock = native.RLock()
         if not self._running:
             return
         self._paused = False
@@ -503,6 +500,15 @@ def _block_host_signals() -> None:
     from codeguru_agent.host.signalmask import block_host_signals
 
     block_host_signals()
+
+
+def _track_greenlets(in_child: bool) -> None:
+    """Record the greenlet switches of this thread (the host's, where gevent runs), see ``greenlets``."""
+    from codeguru_agent.sampling import greenlets
+
+    if in_child:
+        greenlets.reset_after_fork()
+    greenlets.track_current_thread()
 
 
 def _register_multiprocessing_flush(profiler: Profiler) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 import weakref
 from contextlib import contextmanager
 from typing import Callable, Final, Iterator, List
+
+from codeguru_agent.host import native
 
 GATE_WAIT_S: Final = 10.0
 """The longest a fork waits for the agent's imports; a bound so the host can never hang on us."""
@@ -23,7 +24,7 @@ AGENT_THREAD_PREFIX: Final = "codeguru-agent"
 """Every thread of the agent is named with this prefix."""
 _IMPORT_POLL_S: Final = 0.001
 
-_gate = threading.Lock()
+_gate = native.Lock()
 _gate_held_for_fork = False
 _child_callbacks: List[weakref.WeakMethod[Callable[[], None]]] = []
 _installed = False
@@ -62,7 +63,7 @@ def _before_fork() -> None:
     deadline = time.monotonic() + GATE_WAIT_S
     _gate_held_for_fork = _gate.acquire(timeout=GATE_WAIT_S)
     while _child_callbacks and _agent_thread_importing() and time.monotonic() < deadline:
-        time.sleep(_IMPORT_POLL_S)  # lets the agent's thread finish the import it is in
+        native.sleep(_IMPORT_POLL_S)  # lets the agent's thread finish the import it is in
 
 
 def _agent_thread_importing() -> bool:
@@ -73,10 +74,9 @@ def _agent_thread_importing() -> bool:
     means no agent thread can begin an import before the fork itself.
     """
     frames = sys._current_frames()
-    frames.pop(threading.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
-    for thread in threading.enumerate():
-        ident = thread.ident
-        frame = frames.get(ident) if ident is not None and thread.name.startswith(AGENT_THREAD_PREFIX) else None
+    frames.pop(native.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
+    for ident, name in native.agent_threads():
+        frame = frames.get(ident) if ident is not None and name.startswith(AGENT_THREAD_PREFIX) else None
         while frame is not None:
             if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
                 return True
@@ -93,7 +93,7 @@ def _after_in_parent() -> None:
 
 def _after_in_child() -> None:
     global _gate, _gate_held_for_fork
-    _gate = threading.Lock()
+    _gate = native.Lock()
     _gate_held_for_fork = False
     alive = []
     for reference in _child_callbacks:

@@ -18,14 +18,31 @@ import sys
 import threading
 import time
 import types
-from typing import TYPE_CHECKING, Any, Callable, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Final,
+    FrozenSet,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.host import native
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
 if TYPE_CHECKING:
     from codeguru_agent.reporting.document import Profile
+    from codeguru_agent.sampling.greenlets import GreenletSampler
+    from codeguru_agent.sampling.tasks import TaskSampler
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -152,6 +169,12 @@ class Aggregate(NamedTuple):
     folded_stacks: int
     memory_bytes: int
     table: FrameTable
+    task_samples: int = 0
+    """Samples of asyncio tasks (units of work, not threads) among the counts."""
+    greenlet_samples: int = 0
+    """Samples of suspended greenlets among the counts."""
+    unit_errors: int = 0
+    """Ticks whose tasks or greenlets could not be read (the threads' samples were kept)."""
 
     def to_profile(self, **extra: Any) -> "Profile":
         """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
@@ -207,6 +230,10 @@ class Sampler:
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._clock_ms = clock_ms
         self._current_frames = current_frames
+        self._units = config.asyncio_tasks
+        self._max_tasks = config.max_tasks
+        self._tasks: Optional[TaskSampler] = None
+        self._greenlets: Optional[GreenletSampler] = None
         self._agent_threads: Set[int] = set()
         self._excluded: Dict[int, bool] = {}
         self._table = FrameTable()
@@ -232,6 +259,9 @@ class Sampler:
         self._threads_seen = 0
         self._folded = 0
         self._stack_bytes = 0
+        self._task_samples = 0
+        self._greenlet_samples = 0
+        self._unit_errors = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
@@ -246,7 +276,7 @@ class Sampler:
     def sample(self) -> None:
         """One tick: count every sampled thread's current stack once."""
         frames = self._current_frames()
-        frames.pop(threading.get_ident(), None)  # see the module's note on the sampler's own frame
+        frames.pop(native.get_ident(), None)  # see the module's note on the sampler's own frame
         items = list(frames.items())
         del frames
         if len(items) > self._max_threads + len(self._agent_threads):
@@ -290,9 +320,121 @@ class Sampler:
             live = {ident for ident, _ in items}
             for ident in [ident for ident in last if ident not in live]:
                 del last[ident]
+        if self._units:
+            self._sample_units(items)
         self._ticks += 1
         self._threads_seen += seen
         self._end_ms = self._clock_ms()
+
+    def _sample_units(self, items: List[Tuple[int, types.FrameType]]) -> None:
+        """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.
+
+        Never raises: a loop that changed under the walk in some unforeseen way costs this tick's
+        units (counted in ``unit_errors``), never the threads' samples already counted.
+        """
+        modules = sys.modules
+        with_tasks = "asyncio.tasks" in modules
+        with_greenlets = "greenlet" in modules
+        if not (with_tasks or with_greenlets):
+            return
+        excluded = self._excluded
+        threads = {ident: frame for ident, frame in items if not excluded.get(ident)}
+        try:
+            if with_tasks:
+                if self._tasks is None:
+                    from codeguru_agent.sampling.tasks import TaskSampler
+
+                    self._tasks = TaskSampler(self._max_tasks)
+                self._task_samples += self._tasks.sample(threads, self)
+            if with_greenlets:
+                if self._greenlets is None:
+                    from codeguru_agent.sampling.greenlets import GreenletSampler
+
+                    self._greenlets = GreenletSampler(self._max_tasks)
+                self._greenlet_samples += self._greenlets.sample(threads, self)
+        except Exception:  # see the docstring: the units of one tick are lost, nothing else
+            self._unit_errors += 1
+        finally:
+            threads.clear()
+
+    # --- the unit samplers' side (units.UnitCounter) -----------------------------------------------
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
+    @property
+    def table(self) -> FrameTable:
+        return self._table
+
+    @property
+    def truncated_id(self) -> int:
+        return self._table.truncated_id
+
+    def synthetic_id(self, frame: Frame) -> int:
+        """The id of a synthetic frame (``<task ...>``), or -1 if the memory bound has no room for it."""
+        table = self._table
+        frame_id = table.frame_id(frame)
+        if frame_id is None:
+            if self._over(_FRAME_BYTES):
+                return -1
+            frame_id = table.intern(frame)
+        return frame_id
+
+    def frame_ids(self, frames: Sequence[types.FrameType]) -> Optional[List[int]]:
+        """The position ids of ``frames`` (suspended ones too), in order; None if one does not fit."""
+        fast = self._table.fast
+        ids: List[int] = []
+        for frame in frames:
+            frame_id = fast.get(id(frame.f_code), _NO_POSITIONS).get(frame.f_lasti, -1)
+            if frame_id >= 0:
+                ids.append(frame_id)
+            elif not self._resolve(frame, ids, False):
+                self._folded += 1
+                return None
+        return ids
+
+    def stack_below(self, frame: types.FrameType) -> Optional[Tuple[int, ...]]:
+        """``frame`` and its callers, leaf first, within the depth bound; None if they do not fit."""
+        frames: List[types.FrameType] = []
+        caller: Optional[types.FrameType] = frame
+        while caller is not None and len(frames) < self._max_depth:
+            frames.append(caller)
+            caller = caller.f_back
+        ids = self.frame_ids(frames)
+        if ids is None:
+            return None
+        if caller is not None:
+            ids.append(self._table.truncated_id)
+        return tuple(ids)
+
+    def mark_thread(self, ident: int, top: types.FrameType, below: int, frame_id: int) -> None:
+        """Move this tick's sample of thread ``ident`` onto the same stack with ``frame_id`` inserted
+        above its ``below`` bottom frames (where a running task begins). The thread's own stack id
+        is found again by the same walk that counted it."""
+        if self._excluded.get(ident) or frame_id < 0:
+            return
+        stack_id = self._walk(top, top.f_lasti)
+        key = self._stacks[stack_id]
+        if self._counts[stack_id] <= 0 or len(key) <= below or key[-1] == self._table.truncated_id:
+            return
+        self._counts[stack_id] -= 1
+        cut = len(key) - below
+        self.count_unit(key[:cut] + (frame_id,) + key[cut:], 1)
+
+    def count_unit(self, key: Sequence[int], weight: int) -> None:
+        """Count ``weight`` samples of a task or greenlet on this key (leaf first), within both bounds."""
+        if len(key) > self._max_depth:
+            key = list(key[: self._max_depth - 1]) + [self._table.truncated_id]
+        stack_key = tuple(key)
+        stack_id = self._stack_ids.get(stack_key)
+        if stack_id is None:
+            cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
+            if self._stack_bytes + self._table.bytes + cost > self._budget_bytes:
+                stack_id = self._fold(stack_key, False)
+            else:
+                stack_id = self._add_stack(stack_key, cost)
+        self._counts[stack_id] += weight
 
     def _classify(self, ident: int) -> bool:
         thread = threading._active.get(ident)  # type: ignore[attr-defined]
@@ -463,6 +605,9 @@ class Sampler:
             folded_stacks=self._folded,
             memory_bytes=self.memory_bytes(),
             table=self._table,
+            task_samples=self._task_samples,
+            greenlet_samples=self._greenlet_samples,
+            unit_errors=self._unit_errors,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
