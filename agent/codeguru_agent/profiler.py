@@ -502,6 +502,17 @@ def _block_host_signals() -> None:
     block_host_signals()
 
 
+def on_gevent_patch_all(_event: Any = None) -> None:
+    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: if an
+    agent runs here, it records this thread's greenlets from now on. Never raises into gevent."""
+    try:
+        profiler = _active
+        if profiler is not None and profiler.is_running() and profiler._config.asyncio_tasks:
+            _track_greenlets(in_child=False)
+    except Exception:  # the host's patch_all must go on whatever happens here
+        logger.debug("could not track greenlets after patch_all", exc_info=True)
+
+
 def _track_greenlets(in_child: bool) -> None:
     """Record the greenlet switches of this thread (the host's, where gevent runs), see ``greenlets``."""
     from codeguru_agent.sampling import greenlets

@@ -358,5 +358,5 @@ def _task_name(task: Any, coro: Any = None) -> str:
     if name.startswith("Task-") and name[5:].isdigit():
         if coro is None:
             coro = task._coro
-        name = getattr(coro, "__qualname__", None) or name
+        name = str(getattr(coro, "__qualname__", None) or name).replace(".<locals>", "")
     return str(name)
