@@ -10,7 +10,6 @@ import asyncio
 import gc
 import sys
 import threading
-import time
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Coroutine, Dict, Iterator, List, Tuple
@@ -334,7 +333,7 @@ def test_without_an_exported_registry_tasks_come_from_all_tasks_of_each_running_
     assert names == [
         "fetch_prices",
         "test_without_an_exported_registry_tasks_come_from_all_tasks_of_each_running_loop.<locals>.main",
-    ]  # noqa: E501
+    ]
 
 
 def test_uvloop_tasks_are_sampled_once_a_tick_has_seen_the_loop_run_one() -> None:

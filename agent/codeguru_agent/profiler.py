@@ -306,6 +306,8 @@ class Profiler:
         would take the GIL from the caller's thread in the middle of start().
         """
         launch = _Launch()
+        if native.threading_patched():
+            native.prepare_host_hub()
         if self._config.asyncio_tasks and "greenlet" in sys.modules:
             _track_greenlets(in_child)
         launch.thread = native.thread(self._run_sampling_thread, (launch,), SAMPLER_THREAD_NAME)
@@ -502,15 +504,49 @@ def _block_host_signals() -> None:
     block_host_signals()
 
 
+def before_gevent_patch_all(_event: Any = None) -> None:
+    """gevent's ``will_patch_all`` plugin hook (an entry point): no agent thread may be inside an
+    import while gevent replaces the import system's locks (boto3's import, begun before, then fails
+    with "cannot release un-acquired lock"), so the agent's imports wait as they do for a fork."""
+    if _active is not None:
+        forksafe.hold_imports()
+
+
 def on_gevent_patch_all(_event: Any = None) -> None:
-    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: if an
-    agent runs here, it records this thread's greenlets from now on. Never raises into gevent."""
+    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: the agent's
+    imports go on; if an agent runs here, it records this thread's greenlets from now on. Never
+    raises into gevent."""
+    forksafe.release_imports()
     try:
         profiler = _active
-        if profiler is not None and profiler.is_running() and profiler._config.asyncio_tasks:
-            _track_greenlets(in_child=False)
+        if profiler is not None and profiler.is_running():
+            native.prepare_host_hub()
+            _repoint_ssl_contexts()
+            if profiler._config.asyncio_tasks:
+                _track_greenlets(in_child=False)
     except Exception:  # the host's patch_all must go on whatever happens here
         logger.debug("could not track greenlets after patch_all", exc_info=True)
+
+
+_SSL_CONTEXT_USERS: Final = ("botocore.httpsession", "urllib3.util.ssl_", "urllib3.util")
+
+
+def _repoint_ssl_contexts() -> None:
+    """After ``patch_all()``: botocore and urllib3, imported by the agent before it, still build the
+    original ``ssl.SSLContext``, whose ``options`` setter then recurses through gevent's subclass
+    until ``RecursionError`` (gevent issue 1016); no client, ours or the host's, could be made. They
+    build gevent's context instead, as they would had they been imported after the patch."""
+    ssl = sys.modules.get("ssl")
+    monkey = sys.modules.get("gevent.monkey")
+    if ssl is None or monkey is None:
+        return
+    original = monkey.get_original("ssl", "SSLContext")
+    if original is ssl.SSLContext:
+        return
+    for name in _SSL_CONTEXT_USERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "SSLContext", None) is original:
+            module.SSLContext = ssl.SSLContext  # type: ignore[attr-defined]
 
 
 def _track_greenlets(in_child: bool) -> None:

@@ -58,6 +58,16 @@ def _install() -> None:
     os.register_at_fork(before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child)
 
 
+def hold_imports() -> None:
+    """Keep the agent's threads out of imports until :func:`release_imports` (as for a fork):
+    for gevent's ``patch_all()``, which swaps the import system's locks under a thread that imports."""
+    _before_fork()
+
+
+def release_imports() -> None:
+    _after_in_parent()
+
+
 def _before_fork() -> None:
     global _gate_held_for_fork
     deadline = time.monotonic() + GATE_WAIT_S

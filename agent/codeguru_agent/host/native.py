@@ -48,6 +48,21 @@ def threading_patched() -> bool:
         return True
 
 
+def prepare_host_hub() -> None:
+    """Under gevent, create the calling thread's hub now, with the imports it makes.
+
+    After ``patch_all()`` the import system's module locks are gevent locks. An OS thread that has to
+    wait on one creates a hub of its own first, and that hub imports gevent's loop and its settings:
+    if the host's thread is importing those same modules for its own first hub at that moment, the
+    two threads wait on each other for ever (seen with ``patch_all()`` then ``start()``). With the
+    host's hub made first, on the host's thread, an agent thread's hub imports nothing.
+    """
+    gevent = sys.modules.get("gevent")
+    get_hub = getattr(gevent, "get_hub", None)
+    if get_hub is not None:
+        get_hub()
+
+
 class Event:
     """``threading.Event`` on the original locks: set, clear, wait with a timeout, from any OS thread."""
 
