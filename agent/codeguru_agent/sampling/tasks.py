@@ -39,7 +39,7 @@ _WRAPPERS: Final = frozenset({"async_generator_asend", "async_generator_athrow",
 class _Chain:
     """A task's await chain as frame ids, kept while the task awaits the same future."""
 
-    __slots__ = ("coro_id", "ids", "label_id", "task_id", "waiter")
+    __slots__ = ("base", "coro_id", "ids", "key", "label_id", "task_id", "waiter")
 
     def __init__(
         self, coro_id: int, waiter: Optional["weakref.ref[Any]"], ids: Tuple[int, ...], task_id: int, label_id: int
@@ -49,6 +49,9 @@ class _Chain:
         self.ids = ids
         self.task_id = task_id
         self.label_id = label_id
+        self.base: Optional[Tuple[int, ...]] = None
+        self.key: Tuple[int, ...] = ()
+        """The whole stack key of a task no other task awaits, built on ``base``."""
 
 
 class TaskSampler:
@@ -57,6 +60,10 @@ class TaskSampler:
     def __init__(self, max_tasks: int) -> None:
         self._max_tasks = max_tasks
         self._chains: Dict[int, _Chain] = {}
+        self._groups: Dict[int, Tuple[weakref.ref[Any], Optional[weakref.ref[Any]]]] = {}
+        """``id(task)`` -> the task, and the task whose TaskGroup it belongs to: read once per task."""
+        self._bases: Dict[int, Tuple[int, ...]] = {}
+        """``id(loop)`` -> its base stack key at the last tick: kept as the same object while equal."""
         self._frame_ids: Dict[Frame, int] = {}
         self._table: object = None
         self._loop_threads: Dict[int, int] = {}
@@ -74,6 +81,7 @@ class TaskSampler:
             self._table = counter.table
             self._chains.clear()
             self._frame_ids.clear()
+            self._bases.clear()
         loops: Dict[int, Tuple[Any, List[Any]]] = {}
         for task in _snapshot(tasks_module, threads):
             if not task.done():
@@ -90,9 +98,12 @@ class TaskSampler:
             ident = self._thread_of(loop, current, threads)
             if ident is not None:
                 counted += self._sample_loop(ident, threads[ident], loop_tasks, current, counter, tasks_module, seen)
-        if len(self._chains) > len(seen):
-            for task_id in [task_id for task_id in self._chains if task_id not in seen]:
-                del self._chains[task_id]
+        for cache in (self._chains, self._groups):
+            if len(cache) > len(seen):
+                for task_id in [task_id for task_id in cache if task_id not in seen]:
+                    del cache[task_id]
+        if len(self._bases) > len(loops):
+            self._bases = {loop_id: base for loop_id, base in self._bases.items() if loop_id in loops}
         return counted
 
     def _thread_of(self, loop: Any, current: Any, threads: Mapping[int, types.FrameType]) -> Optional[int]:
@@ -136,6 +147,11 @@ class TaskSampler:
         base = counter.stack_below(base_frame)
         if base is None:
             return 0
+        loop_id = id(loop_tasks[0]._loop)
+        if self._bases.get(loop_id) == base:
+            base = self._bases[loop_id]
+        else:
+            self._bases[loop_id] = base
         running_ids: Optional[List[int]] = None
         running_task_id = -1
         if running is not None:
@@ -143,12 +159,22 @@ class TaskSampler:
             below = depth_of(running.f_back)
             counter.mark_thread(ident, top, below, running_task_id)
         live = {id(task): task for task in loop_tasks}
-        parents = _parents(loop_tasks, live)
+        seen.update(live)  # a task left out of this tick's subset keeps its cached chain
+        parents = self._parents(loop_tasks, live)
         awaited = {id(parent) for parent in parents.values()}
         leaves = [task for task in loop_tasks if id(task) not in awaited and task is not current]
         sleep_code = getattr(getattr(tasks_module, "sleep", None), "__code__", None)
         counted = 0
         for leaf, weight in weighted_subset(leaves, self._max_tasks):
+            if id(leaf) not in parents:  # awaited by no task: its whole key is reused while nothing moved
+                chain = self._chain(leaf, counter, live, sleep_code)
+                if chain.base is not base:
+                    head = (chain.label_id,) if chain.label_id >= 0 else ()
+                    chain.key = head + chain.ids + (chain.task_id,) + base
+                    chain.base = base
+                counter.count_unit(chain.key, weight)
+                counted += weight
+                continue
             key: List[int] = []
             task: Any = leaf
             for _ in range(MAX_PARENTS):
@@ -159,7 +185,6 @@ class TaskSampler:
                     key.append(running_task_id)
                 else:
                     chain = self._chain(task, counter, live, sleep_code)
-                    seen.add(id(task))
                     if task is leaf and chain.label_id >= 0:
                         key.append(chain.label_id)
                     key.extend(chain.ids)
@@ -171,6 +196,39 @@ class TaskSampler:
             counter.count_unit(key, weight)
             counted += weight
         return counted
+
+    def _parents(self, loop_tasks: Sequence[Any], live: Mapping[int, Any]) -> Dict[int, Any]:
+        """``id(task)`` -> the task awaiting it: through ``await task``, ``gather`` and ``TaskGroup``.
+
+        ``await task`` and ``gather`` show in the parent's awaited future (the task, or a future with
+        ``_children``); a TaskGroup child only in its own done-callbacks, where the group's bound
+        method knows the parent task: read once per task, as a task never changes group.
+        """
+        parents: Dict[int, Any] = {}
+        gathering = getattr(sys.modules.get("asyncio.tasks"), "_GatheringFuture", None)
+        for task in loop_tasks:
+            waiter = task._fut_waiter
+            if waiter is None:
+                continue
+            if id(waiter) in live:
+                parents[id(waiter)] = task
+            elif type(waiter) is gathering:  # not getattr(waiter, "_children"): a miss costs an exception
+                for child in waiter._children:
+                    if id(child) in live:
+                        parents[id(child)] = task
+        if "asyncio.taskgroups" not in sys.modules:
+            return parents
+        groups = self._groups
+        for task in loop_tasks:
+            if id(task) in parents:
+                continue
+            known = groups.get(id(task))
+            if known is None or known[0]() is not task:
+                known = groups[id(task)] = (weakref.ref(task), _group_parent(task))
+            parent = known[1]() if known[1] is not None else None
+            if parent is not None and id(parent) in live:
+                parents[id(task)] = parent
+        return parents
 
     def _running_ids(self, top: types.FrameType, running: Optional[types.FrameType], counter: UnitCounter) -> List[int]:
         """The running task's frames (its tasks' parent frames), from the thread's real stack."""
@@ -258,35 +316,14 @@ def _running_loops(threads: Mapping[int, types.FrameType]) -> List[Any]:
     return loops
 
 
-def _parents(loop_tasks: Sequence[Any], live: Mapping[int, Any]) -> Dict[int, Any]:
-    """``id(task)`` -> the task awaiting it: through ``await task``, ``gather`` and ``TaskGroup``.
-
-    ``await task`` and ``gather`` show in the parent's awaited future (the task, or a future with
-    ``_children``); a TaskGroup child only in its own done-callbacks, where the group's bound method
-    knows the parent task.
-    """
-    parents: Dict[int, Any] = {}
-    for task in loop_tasks:
-        waiter = task._fut_waiter
-        if waiter is None:
-            continue
-        if id(waiter) in live:
-            parents[id(waiter)] = task
-            continue
-        for child in getattr(waiter, "_children", None) or ():
-            if id(child) in live:
-                parents[id(child)] = task
-    if "asyncio.taskgroups" in sys.modules:
-        for task in loop_tasks:
-            if id(task) in parents:
-                continue
-            for callback in task._callbacks or ():
-                group = getattr(callback[0], "__self__", None)
-                parent = getattr(group, "_parent_task", None) if type(group).__name__ == "TaskGroup" else None
-                if parent is not None and id(parent) in live:
-                    parents[id(task)] = parent
-                    break
-    return parents
+def _group_parent(task: Any) -> Optional["weakref.ref[Any]"]:
+    """The task whose TaskGroup ``task`` belongs to, held weakly, from the group's done-callback."""
+    for callback in task._callbacks or ():
+        group = getattr(callback[0], "__self__", None)
+        if type(group).__name__ == "TaskGroup":
+            parent = getattr(group, "_parent_task", None)
+            return None if parent is None else weakref.ref(parent)
+    return None
 
 
 def _await_frames(coro: Any) -> List[types.FrameType]:
@@ -347,7 +384,7 @@ def _awaited(
         return None  # scheduled to run: it waits on nothing but its turn
     if id(waiter) in live:
         return "Task"
-    if getattr(waiter, "_children", None) is not None:
+    if type(waiter).__name__ == "_GatheringFuture":
         return "gather"
     return type(waiter).__name__
 
