@@ -23,9 +23,26 @@ from report import Row, Table, fmt
 from starting import DDTRACE_ENV, start_agent
 
 PARKED_THREADS: Final = (20, 30)
-AGENTS: Final = ("none", "official", "ours", "ddtrace", "pyroscope", "floor-wake", "floor-frames", "none-again")
+BUSY: Final = "-busy"
+AGENTS: Final = (
+    "none",
+    "official",
+    "ours",
+    "ours-default",
+    "ddtrace",
+    "pyroscope",
+    "floor-wake",
+    "floor-frames",
+    "none-again",
+    "ours" + BUSY,
+    "floor-frames" + BUSY,
+)
 """``floor-*``: :class:`workloads.FloorSampler`, what any Python sampler pays before it does anything.
-``none-again``: no agent again, paired with ``none`` like every arm: the slowdown that is only noise."""
+``none-again``: no agent again, paired with ``none`` like every arm: the slowdown that is only noise.
+``ours-default``: our agent at its default settings (its budget, 1% of a core, in force).
+``*-busy``: the same agent, but the 20 threads move to a new random call chain every 2 ms instead of
+parking (:class:`workloads.BusyThreads`), so that every stack has changed at every tick."""
+BUSY_PAUSE_S: Final = 0.002
 
 
 def samples_taken(agent: str, handle: Any) -> Optional[int]:
@@ -37,7 +54,7 @@ def samples_taken(agent: str, handle: Any) -> Optional[int]:
     try:
         if agent == "official":
             return int(handle._profiler_runner_instance.collector.profile.total_sample_count)
-        if agent == "ours":
+        if agent.startswith("ours"):
             return int(handle._runner._sampler.ticks)
         if agent.startswith("floor-"):
             return int(handle.wakeups)
@@ -51,23 +68,29 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
     import workloads
 
     workloads.app_steps()  # import the generated app before anything is timed
-    parked = workloads.ParkedThreads(args.threads, args.depth)
-    handle = start_agent(args.agent, args.interval_ms, args.url)
+    agent = args.agent[: -len(BUSY)] if args.agent.endswith(BUSY) else args.agent
+    if agent == args.agent:
+        threads: Any = workloads.ParkedThreads(args.threads, args.depth)
+        workload_tids: List[int] = []
+    else:
+        threads = workloads.BusyThreads(args.threads, args.depth, pause_s=BUSY_PAUSE_S)
+        workload_tids = threads.native_ids
+    handle = start_agent(agent, args.interval_ms, args.url)
     time.sleep(args.settle_s)
-    samples_before = samples_taken(args.agent, handle)
-    cpu_before = workloads.thread_cpu_ns_except_main()
+    samples_before = samples_taken(agent, handle)
+    cpu_before = workloads.thread_cpu_ns_except_main(others=workload_tids)
     main_cpu_before, main_wait_before = workloads.main_thread_schedstat()
     started = time.perf_counter()
     workloads.cpu_work(args.iterations)
     work_s = time.perf_counter() - started
     main_cpu_after, main_wait_after = workloads.main_thread_schedstat()
-    agent_cpu_s = (workloads.thread_cpu_ns_except_main() - cpu_before) / 1e9
-    samples_after = samples_taken(args.agent, handle)
+    agent_cpu_s = (workloads.thread_cpu_ns_except_main(others=workload_tids) - cpu_before) / 1e9
+    samples_after = samples_taken(agent, handle)
     runqueue_s = (main_wait_after - main_wait_before) / 1e9
-    running = handle.is_running() if args.agent == "official" else None
-    if args.agent.startswith("floor-"):
+    running = handle.is_running() if agent == "official" else None
+    if agent.startswith("floor-"):
         handle.stop()
-    parked.close()
+    threads.close()
     return {
         "work_s": work_s,
         "work_own_s": work_s - runqueue_s,  # without the time other processes held our CPU
@@ -87,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=PARKED_THREADS[0])
     parser.add_argument("--depth", type=int, default=PARKED_THREADS[1])
     parser.add_argument("--settle-s", type=float, default=1.5)
-    parser.add_argument("--iterations", type=int, default=120_000)
+    parser.add_argument("--iterations", type=int, default=160_000)  # ~1.6 s: the governor settles in its first second
     return parser
 
 
@@ -102,6 +125,9 @@ ARMS: Final[Tuple[Arm, ...]] = (
     ("floor-frames", 10),
     ("official", 1000),
     ("ours", 1000),
+    ("ours-default", 10),
+    ("ours" + BUSY, 10),
+    ("floor-frames" + BUSY, 10),
     ("none-again", 10),
 )
 """Alternated run by run, reversed every other run: ``none`` and ``none-again`` sit at the two ends,
@@ -117,7 +143,7 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
         for run, name in harness.alternate(names, runs):
             agent, interval_text = name.split("@")
             arm = (agent, int(interval_text))
-            url = codeguru.url if agent in ("official", "ours") else other.url
+            url = codeguru.url if agent.startswith(("official", "ours")) else other.url
             env = DDTRACE_ENV | {"DD_TRACE_AGENT_URL": other.url} if agent == "ddtrace" else None
             harness.log(f"  end to end: {name} ms run {run + 1}/{runs}")
             outcomes[arm].append(
@@ -174,7 +200,7 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
         table.rows.append(
             [
                 agent,
-                "-" if agent.startswith("none") else f"{1000 // interval}/s",
+                "-" if agent.startswith("none") else "default" if agent == "ours-default" else f"{1000 // interval}/s",
                 fmt(cpu[arm], "s", errors[arm]),
                 fmt(samples[arm]),
                 _us(per_sample[arm]),
@@ -186,8 +212,11 @@ def suite(runs: int) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
                 f"{sum(o.ok for o in outcomes[arm])}/{len(outcomes[arm])}",
             ]
         )
-    rows = _cpu_rows(cpu, per_sample, errors) + _slowdown_rows(
-        slowdown, p_values, stall, stall_p, harness.median(no_agent_stalls)
+    rows = (
+        _cpu_rows(cpu, per_sample, errors)
+        + _floor_rows(cpu, per_sample, errors)
+        + _slowdown_rows(slowdown, p_values, stall, stall_p, harness.median(no_agent_stalls))
+        + [_default_row(slowdown, p_values, stall, stall_p, harness.median(no_agent_stalls), samples, work, cpu)]
     )
     raw = {
         "uploads_to_sink": uploads,
@@ -283,6 +312,67 @@ def _cpu_rows(
             "before it walks a stack",
         ),
     ]
+
+
+FLOOR_TARGETS: Final = {"": 1.25, BUSY: 1.5}
+"""Our agent's CPU at 100/s over the floor stand-in's (``floor-frames``) in the same workload: 20
+threads parked, or 20 threads whose stacks all change between two ticks."""
+
+
+def _floor_rows(
+    cpu: Dict[Arm, Optional[float]], per_sample: Dict[Arm, Optional[float]], errors: Dict[Arm, Optional[str]]
+) -> List[Row]:
+    """Our agent's CPU against the floor's, measured side by side in the same run."""
+    rows = []
+    for suffix, target in FLOOR_TARGETS.items():
+        ours_arm, floor_arm = ("ours" + suffix, 10), ("floor-frames" + suffix, 10)
+        ours, floor = cpu[ours_arm], cpu[floor_arm]
+        ratio = ours / floor if floor and ours is not None else None
+        threads = "20 threads parked at depth 30" if not suffix else "20 threads on a new call chain every 2 ms"
+        rows.append(
+            Row(
+                measure=f"end to end, agent CPU at 100/s over the floor's, {threads}",
+                official=f"floor {fmt(floor, 's', errors[floor_arm])}",
+                ours=fmt(ours, "s", errors[ours_arm]),
+                ratio="n/a" if ratio is None else f"{ratio:.2f}",
+                target=f"<= {target:g} x the floor",
+                met=None if ratio is None else ratio <= target,
+                note=f"per wake-up: ours {_us(per_sample[ours_arm])}, the floor {_us(per_sample[floor_arm])} "
+                "(a thread that only wakes 100 times a second and calls sys._current_frames(), nothing else)",
+            )
+        )
+    return rows
+
+
+def _default_row(
+    slowdown: Dict[Arm, Optional[float]],
+    p_values: Dict[Arm, Optional[float]],
+    stall: Dict[Arm, Optional[float]],
+    stall_p: Dict[Arm, Optional[float]],
+    no_agent_stall: Optional[float],
+    samples: Dict[Arm, Optional[float]],
+    work: Dict[Arm, Optional[float]],
+    cpu: Dict[Arm, Optional[float]],
+) -> Row:
+    """Our agent at its default settings: the host's stall within a point of no agent, and a work
+    time that cannot be told apart from no agent's."""
+    arm = ("ours-default", 10)
+    my_stall, work_p = stall[arm], p_values[arm]
+    verdict: Optional[bool] = None
+    if my_stall is not None and no_agent_stall is not None and work_p is not None:
+        verdict = my_stall - no_agent_stall <= 0.01 and work_p >= SIGNIFICANCE
+    rate = samples[arm] / work[arm] if samples[arm] is not None and work[arm] else None
+    return Row(
+        measure="end to end, slowdown of the work, our agent at default settings",
+        official="",
+        ours=f"{_percent(slowdown[arm])} (stalled {_percent(my_stall)})",
+        target="stalled within 1 point of no agent, work as no agent (p >= 0.05)",
+        met=verdict,
+        note=f"no agent stalled {_percent(no_agent_stall)}; work time {_p_phrase(work_p)} that runs without an "
+        f"agent differ this much, stall {_p_phrase(stall_p[arm])}; the governor's budget (1% of a core, "
+        f"the larger of the agent's CPU and what the host loses) held it at {fmt(rate)} samples/s "
+        f"(agent CPU {fmt(cpu[arm], 's')})",
+    )
 
 
 def _slowdown_rows(

@@ -22,6 +22,7 @@ import harness
 import memory
 import per_sample
 import report
+import servers
 import startup
 import workloads
 
@@ -37,6 +38,8 @@ class Plan:
     encode_runs: int
     memory_runs: int
     memory_rounds: int
+    servers_runs: int
+    servers_load_s: float
 
 
 FULL: Final = Plan(
@@ -47,6 +50,8 @@ FULL: Final = Plan(
     encode_runs=5,
     memory_runs=3,
     memory_rounds=2500,
+    servers_runs=2,
+    servers_load_s=6.0,
 )
 QUICK: Final = Plan(
     per_sample_runs=2,
@@ -56,8 +61,10 @@ QUICK: Final = Plan(
     encode_runs=2,
     memory_runs=1,
     memory_rounds=800,
+    servers_runs=1,
+    servers_load_s=3.0,
 )
-SUITES: Final = ("correctness", "per-sample", "startup", "encode", "memory", "end-to-end")
+SUITES: Final = ("correctness", "per-sample", "startup", "encode", "memory", "end-to-end", "servers")
 
 Result = Tuple[List[report.Row], List[report.Table], Dict[str, Any]]
 
@@ -73,6 +80,7 @@ def _suites(plan: Plan) -> Dict[str, Callable[[], Result]]:
         "encode": lambda: encode_size.suite(plan.encode_runs),
         "memory": lambda: rows_only(memory.suite(plan.memory_runs, plan.memory_rounds)),
         "end-to-end": lambda: end_to_end.suite(plan.end_to_end_runs),
+        "servers": lambda: servers.suite(plan.servers_runs, plan.servers_load_s),
     }
 
 

@@ -52,6 +52,10 @@ def start_agent(agent: str, interval_ms: int, url: str) -> Any:
         if not profiler.start():
             raise RuntimeError("the official agent refused to start")
         return profiler
+    if agent == "ours-default":
+        import codeguru_agent
+
+        return codeguru_agent.start(profiling_group_name="bench", endpoint_url=url, region_name="us-east-1")
     if agent == "ours":
         import codeguru_agent
 

@@ -122,10 +122,11 @@ class BusyThreads:
     has moved to another stack before it samples again.
     """
 
-    def __init__(self, count: int, depth: int, seed: int = 2, spin: int = 200) -> None:
+    def __init__(self, count: int, depth: int, seed: int = 2, spin: int = 200, pause_s: float = 0.0) -> None:
         self._steps = app_steps()
         self._stop = threading.Event()
         self._spin = spin
+        self._pause_s = pause_s
         self._depth = depth
         self.progress: List[int] = [0] * count
         self._threads = [
@@ -137,11 +138,15 @@ class BusyThreads:
     def _loop(self, index: int, seed: int) -> None:
         rng = random.Random(seed)
         length = max(1, self._depth - BOOTSTRAP_FRAMES - 4)  # + _loop, run_chain, lambda, spin_then_yield
-        spin = self._spin
+        spin, pause_s = self._spin, self._pause_s
         progress = self.progress
         while not self._stop.is_set():
-            run_chain(chain(self._steps, rng.randint(length // 2, length), rng), lambda: spin_then_yield(spin))
+            run_chain(chain(self._steps, rng.randint(length // 2, length), rng), lambda: spin_then_yield(spin, pause_s))
             progress[index] += 1
+
+    @property
+    def native_ids(self) -> List[int]:
+        return [thread.native_id or 0 for thread in self._threads]
 
     def close(self) -> None:
         self._stop.set()
@@ -187,10 +192,11 @@ class FloorSampler:
         self._thread.join(timeout=5)
 
 
-def spin_then_yield(n: int) -> int:
-    """CPU work, then hand the GIL on from the bottom of the chain, where a sample will find it."""
+def spin_then_yield(n: int, pause_s: float = 0.0) -> int:
+    """CPU work, then hand the GIL on (or sleep ``pause_s``) from the bottom of the chain, where a
+    sample will find it."""
     total = spin_loop(n)
-    time.sleep(0)
+    time.sleep(pause_s)
     return total
 
 
@@ -202,8 +208,8 @@ def spin_loop(n: int) -> int:
     return total
 
 
-WORK_ITERATIONS: Final = 120_000
-"""About 1.2 s of CPU-bound work on the reference machine (an AMD EPYC core, Python 3.11)."""
+WORK_ITERATIONS: Final = 160_000
+"""About 1.6 s of CPU-bound work on the reference machine (an AMD EPYC core, Python 3.11)."""
 
 
 def cpu_work(iterations: int = WORK_ITERATIONS) -> int:
@@ -231,16 +237,17 @@ def hot_checksum(words: Dict[int, int], seed: int) -> int:
     return acc
 
 
-def thread_cpu_ns_except_main(main_tid: Optional[int] = None) -> int:
+def thread_cpu_ns_except_main(main_tid: Optional[int] = None, others: Sequence[int] = ()) -> int:
     """CPU time (ns) of every thread of this process but the main one, from the kernel's schedstat.
 
     Threads started by native code (ddtrace's and pyroscope's samplers) are tasks like any other,
-    so this counts every agent's own work the same way.
+    so this counts every agent's own work the same way. ``others``: threads of the workload to leave
+    out too.
     """
     main = main_tid if main_tid is not None else threading.main_thread().native_id
     total = 0
     for task in os.listdir("/proc/self/task"):
-        if int(task) == main:
+        if int(task) == main or int(task) in others:
             continue
         try:
             with open(f"/proc/self/task/{task}/schedstat") as handle:

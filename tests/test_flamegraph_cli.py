@@ -16,7 +16,7 @@ from codeguru_agent.cli import main as cli_main
 from codeguru_agent.cli.flamegraph import main
 from codeguru_agent.reporting.encoding import encode_json
 from support.documents import deep_document, profile_document
-from support.flamegraph_page import frames
+from support.flamegraph_page import embedded_data, frames
 
 
 def document(sleep: int, work: int) -> Dict[str, Any]:
@@ -137,3 +137,59 @@ def test_an_unwritable_output_is_reported(tmp_path: Path, capsys: pytest.Capture
 
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("output_format", "looks_like"),
+    [
+        ("collapsed", lambda data: data == b"app.worker:loop;app.worker:work 7\napp.worker:loop;<Sleep> 5\n"),
+        ("speedscope", lambda data: json.loads(data)["profiles"][0]["weights"] == [7, 5]),
+        ("pprof", lambda data: gzip.decompress(data).startswith(b"\x0a")),  # field 1, sample_type, comes first
+    ],
+)
+def test_each_export_format_is_written(output_format: str, looks_like: Any, tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(document(sleep=5, work=7)))
+    out = tmp_path / "out"
+
+    assert main([str(profile), "-o", str(out), "--format", output_format]) == 0
+
+    assert looks_like(out.read_bytes())
+
+
+def test_baseline_files_make_a_comparison_page(tmp_path: Path) -> None:
+    before, after = tmp_path / "monday.json", tmp_path / "tuesday.json"
+    before.write_text(json.dumps(document(sleep=9, work=1)))
+    after.write_text(json.dumps(document(sleep=2, work=8)))
+    out = tmp_path / "diff.html"
+
+    assert main([str(after), "--baseline", str(before), "-o", str(out)]) == 0
+
+    page = out.read_text(encoding="utf-8")
+    data = embedded_data(page)
+    assert data["kind"] == "comparison"
+    rows = [
+        dict(zip(data["fields"], data["nodes"][i : i + len(data["fields"])]))
+        for i in range(0, len(data["nodes"]), len(data["fields"]))
+    ]
+    work = next(row for row in rows if row["name"] >= 0 and data["names"][row["name"]] == "app.worker:work")
+    assert (work["total"], work["base_total"]) == (8, 1)
+    assert "tuesday.json compared with monday.json" in page
+
+
+def test_a_comparison_is_only_written_as_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(document(1, 1)))
+
+    code = main([str(profile), "--baseline", str(profile), "--format", "pprof", "-o", str(tmp_path / "x")])
+
+    assert code == 2 and "--baseline needs --format html" in capsys.readouterr().err
+
+
+def test_a_bad_baseline_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(document(1, 1)))
+
+    code = main([str(good), "--baseline", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.html")])
+
+    assert code == 2 and f"{tmp_path / 'missing.json'}: cannot read" in capsys.readouterr().err

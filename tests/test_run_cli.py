@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from codeguru_agent.reporting.document import walk_callgraph
+from support.flamegraph_page import frames
 from support.programs import (
     CRUNCH,
     ENTRY_POINTS,
@@ -183,6 +184,9 @@ def test_local_mode_writes_profiles_and_prints_the_flame_graph_last(profile_form
     flamegraph = Path(done.stdout_lines[-1])
     assert flamegraph == out.resolve() / "flamegraph.html"
     assert "price_the_orders" in flamegraph.read_text(encoding="utf-8")
+    stacks = (out / "collapsed-stacks.txt").read_text(encoding="utf-8").splitlines()
+    assert any(";" in line and "price_the_orders" in line for line in stacks), "the same samples, collapsed"
+    assert sum(int(line.rpartition(" ")[2]) for line in stacks) == frames(flamegraph.read_text("utf-8"))[()]["total"]
     files = profile_files(out)
     assert files and all(path.suffix == "." + profile_format for path in files)
     documents = read_profiles(out)
@@ -406,3 +410,162 @@ def test_a_sleeping_function_gets_its_sleep_frame(tmp_path: Path) -> None:
         if path[-1] == "<Sleep>" and path[-2].endswith(":idle")
     ]
     assert sleeps, "no <Sleep> frame under idle()"
+
+
+FORKED_CHILDREN = """
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+
+
+def disposition():
+    handler = signal.getsignal(signal.SIGTERM)
+    return "default" if handler == signal.SIG_DFL else getattr(handler, "__name__", repr(handler))
+
+
+def in_child(write_end):
+    os.write(write_end, disposition().encode())
+    os._exit(0)
+
+
+def fork_and_read():
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        in_child(write_end)
+    os.close(write_end)
+    answer = os.read(read_end, 100).decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+def from_a_thread(answers):
+    answers.append(fork_and_read())
+
+
+def worker(_):
+    return disposition()
+
+
+print("parent", disposition())
+print("fork", fork_and_read())
+answers = []
+thread = threading.Thread(target=from_a_thread, args=(answers,))
+thread.start()
+thread.join()
+print("fork from a thread", answers[0])
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    print("pool", sorted(set(pool.map(worker, range(8)))))
+
+
+def own_handler(signum, frame):
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, own_handler)
+print("fork after the program's own handler", fork_and_read())
+"""
+
+
+def test_a_forked_child_gets_the_programs_own_sigterm_disposition_back(tmp_path: Path) -> None:
+    """SIGTERM ends a pool worker wherever it blocks, as it does without the agent.
+
+    Before, every forked child inherited the last-interval flush handler: a Python handler, which a
+    worker blocked on its task queue's semaphore may never run, so ``Pool.terminate()`` could wait
+    forever for it. Only the program's own handler is kept.
+    """
+    program = write_program(tmp_path, FORKED_CHILDREN)
+
+    done = run(ENTRY_POINTS[0], ["--local", str(tmp_path / "out"), str(program)], clean_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines[:5] == [
+        "parent flush_then_die",
+        "fork default",
+        "fork from a thread default",
+        "pool ['default']",
+        "fork after the program's own handler own_handler",
+    ]
+
+
+POOLS = """
+import multiprocessing
+
+
+def square(number):
+    return number * number
+
+
+if __name__ == "__main__":
+    for method in ("fork", "spawn"):
+        with multiprocessing.get_context(method).Pool(2) as pool:
+            assert pool.map(square, range(20)) == [n * n for n in range(20)]
+    print("pools done")
+"""
+
+
+def test_pools_in_with_blocks_end_every_time(tmp_path: Path) -> None:
+    """``Pool.__exit__`` terminates its workers with SIGTERM; a run that hung once in 40 must never hang."""
+    program = write_program(tmp_path, POOLS)
+    for attempt in range(8):
+        done = run(ENTRY_POINTS[0], ["--local", str(tmp_path / f"out-{attempt}"), str(program)], clean_env(tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert "pools done" in done.stdout_lines
+
+
+MODULE_PROGRAM = CRUNCH + "\ncrunch(0.4)\n"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("as_module", [False, True], ids=["script", "module"])
+def test_the_main_thread_starts_at_the_programs_module_as_under_python(
+    entry: str, as_module: bool, tmp_path: Path
+) -> None:
+    """No frame of the launcher (runpy, ``codeguru_agent.cli.run``) at the root of the main thread's
+    stacks, and no sample of the agent's own wait for its first sample: as under ``python app.py``."""
+    write_program(tmp_path / "shop", "")
+    program = write_program(tmp_path / "shop", MODULE_PROGRAM, name="app.py")
+    out = tmp_path / "out"
+    target = ["-m", "shop.app"] if as_module else [str(program)]
+
+    done = run(
+        entry,
+        ["--local", str(out), *target],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 0, done.stderr
+    documents = read_profiles(out)
+    module = ("shop.app" if as_module else "app") + ":<module>"
+    roots = {name for document in documents for name in (document["callgraph"].get("children") or {})}
+    assert roots == {module}, "the main thread's stacks start at the program's <module>"
+    names = {name for document in documents for path, _ in walk_callgraph(document["callgraph"]) for name in path}
+    assert any(name.endswith(":crunch") for name in names)
+    assert not [name for name in names if "wait_for_sampling" in name or name.startswith("runpy:")]
+    assert not [name for name in names if name.startswith("codeguru_agent.")]
+
+
+def test_an_unreadable_profile_in_the_directory_is_named_and_the_flame_graph_still_written(tmp_path: Path) -> None:
+    """A file left by an earlier run that cannot be decoded: one WARNING naming it, and the flame
+    graph of every profile that can be read, not "no samples were recorded"."""
+    program = write_program(tmp_path, LOCAL_PROGRAM)
+    out = tmp_path / "out"
+    out.mkdir()
+    broken = out / "profile-local-2020-01-01T00-00-00-1-deadbeef.json"
+    broken.write_bytes(b'{"callgraph": {"children": ')
+
+    done = run(
+        ENTRY_POINTS[0],
+        ["--local", str(out), str(program)],
+        clean_env(tmp_path, AWS_CODEGURU_PROFILER_SAMPLING_INTERVAL_MS=5),
+    )
+
+    assert done.returncode == 0, done.stderr
+    flamegraph = Path(done.stdout_lines[-1])
+    assert flamegraph == out.resolve() / "flamegraph.html"
+    assert "price_the_orders" in flamegraph.read_text(encoding="utf-8")
+    assert len(done.warnings) == 1, done.warnings
+    assert str(broken) in done.warnings[0] and "skipped" in done.warnings[0]

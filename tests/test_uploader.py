@@ -83,8 +83,8 @@ def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
 def step(up: Uploader, retry_now: bool = True) -> None:
     up._encode_pending()
     if retry_now:
-        up._retry_at = 0.0
-    up._submit_due()
+        up._delivery._retry_at = 0.0
+    up._delivery.submit_due()
 
 
 def test_a_retried_profile_keeps_its_token_and_later_profiles_wait_their_turn() -> None:
@@ -169,8 +169,8 @@ def test_a_missing_group_pauses_sampling_and_holds_the_profile() -> None:
     assert len(up.backlog) == 1
     step(up)
     assert len(sink.attempts) == 1  # held while the group is missing
-    up._configure_at = 0.0
-    up._configure_if_due()  # the group exists again: ConfigureAgent answers
+    up._delivery._configure_at = 0.0
+    up._delivery.configure_if_due()  # the group exists again: ConfigureAgent answers
     step(up)
     assert up.paused_calls[-1] is False  # type: ignore[attr-defined]
     assert len(sink.attempts) == 2 and sink.attempts[0][0] == sink.attempts[1][0]

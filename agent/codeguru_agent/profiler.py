@@ -16,10 +16,11 @@ import logging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from codeguru_agent import config as configuration
 from codeguru_agent.host import forksafe, native
+from codeguru_agent.launch import Launch
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -28,79 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
-"""The name of ``runner.THREAD_NAME``, known here without importing the runner on the host's thread."""
-UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
-"""The name of ``uploader.THREAD_NAME``, likewise."""
-_FIRST_TICK_WAIT_S: Final = 1.0
-
 _lock = native.RLock()
 _active: Optional[Profiler] = None
-
-
-class _Launch:
-    """One run of a profiler: its two threads, and the runner and uploader they build.
-
-    Both threads are created by start() on the caller's thread: Python 3.12 refuses new threads once
-    the interpreter is shutting down, and a short program may be there before the launch is done.
-    The sampling thread imports and builds the runner (a few small modules) and samples; the
-    uploader thread waits for the first sample, then imports and builds the uploader (boto3 and
-    the rest). Intervals sealed before the uploader exists wait here for it.
-    """
-
-    def __init__(self) -> None:
-        self.thread: Optional[native.AgentThread] = None
-        self.uploader_thread: Optional[native.AgentThread] = None
-        self.runner: Optional[Runner] = None
-        self.uploader: Optional[Uploader] = None
-        self.go = native.Event()
-        """Set by the caller of start() as it returns: the threads begin their work then."""
-        self.sampling = native.Event()
-        """Set once the runner is built and about to sample, or building it has failed."""
-        self.built = native.Event()
-        """Set once the uploader is built and running too, or building either has failed."""
-        self.given_up = False
-        """Set by stop() once its deadline has passed: a thread still building starts nothing."""
-        self._handover = native.Lock()
-        self._early: List[Tuple[Any, float]] = []
-
-    def hand_over(self, aggregate: Any, interval_ms: float) -> None:
-        """The runner's ``on_sealed``: to the uploader, or kept until it exists."""
-        with self._handover:
-            uploader = self.uploader
-            if uploader is None:
-                self._early.append((aggregate, interval_ms))
-                return
-        uploader.enqueue(aggregate, interval_ms)
-
-    def attach(self, uploader: Uploader) -> None:
-        """The uploader is built: it takes the intervals sealed before, oldest first."""
-        with self._handover:
-            self.uploader = uploader
-            early, self._early = self._early, []
-        for aggregate, interval_ms in early:
-            uploader.enqueue(aggregate, interval_ms)
-
-    def wait_under_way(self, timeout_s: float) -> bool:
-        """Wait (up to ``timeout_s``) until the runner is built and has taken its first sample."""
-        deadline = time.monotonic() + timeout_s
-        if not self.sampling.wait(max(0.0, timeout_s)) or self.runner is None:
-            return False
-        return self.runner.wait_under_way(deadline - time.monotonic())
-
-    def wait(self, deadline: float) -> Tuple[Optional[Runner], Optional[Uploader]]:
-        """The runner and uploader once built and sampling (None if building failed or outlasts the deadline).
-
-        A seal asked for before the runner's first sample would be empty, and a short run's samples
-        lost, so this also waits (briefly) for that first sample.
-        """
-        if native.is_current(self.thread) or native.is_current(self.uploader_thread):
-            return self.runner, self.uploader
-        self.built.wait(max(0.0, deadline - time.monotonic()))
-        runner = self.runner
-        if runner is not None:
-            runner.wait_under_way(min(deadline - time.monotonic(), _FIRST_TICK_WAIT_S))
-        return self.runner, self.uploader
 
 
 class Profiler:
@@ -138,7 +68,7 @@ class Profiler:
         self._fleet = fleet
         self._runner: Optional[Runner] = None
         self._uploader: Optional[Uploader] = None
-        self._launch: Optional[_Launch] = None
+        self._launch: Optional[Launch] = None
         self._running = False
         self._paused = False
         """What pause() and resume() last asked for, applied to a runner still being built."""
@@ -299,50 +229,32 @@ class Profiler:
             return False
         return True
 
-    def _begin_launch(self, load_spool: bool, in_child: bool = False) -> _Launch:
-        """Mark the profiler running and start its two threads, which build everything else.
-
-        The threads wait for the caller to set ``go`` once it is done: started early, their imports
-        would take the GIL from the caller's thread in the middle of start().
-        """
-        launch = _Launch()
+    def _begin_launch(self, load_spool: bool, in_child: bool = False) -> Launch:
+        """Mark the profiler running and start its two threads, which build everything else."""
         if native.threading_patched():
             native.prepare_host_hub()
         if self._config.asyncio_tasks and "greenlet" in sys.modules:
             _track_greenlets(in_child)
-        launch.thread = native.thread(self._run_sampling_thread, (launch,), SAMPLER_THREAD_NAME)
-        launch.uploader_thread = native.thread(
-            self._run_uploader_thread, (launch, load_spool, in_child), UPLOADER_THREAD_NAME
+        launch = Launch(
+            self._build_runner,
+            lambda launch, runner: self._build_uploader(launch, runner, load_spool, in_child),
+            self._abandon,
         )
         previous = self._launch
         self._launch, self._runner, self._uploader = launch, None, None
         self._running = True
         try:
-            launch.thread.start()
-            launch.uploader_thread.start()
+            launch.start()
         except RuntimeError:  # Python 3.12 at interpreter shutdown; start() reports it
-            launch.given_up = True
-            launch.go.set()  # a thread already started ends at once
             self._launch, self._running = previous, False
             raise
         return launch
 
-    def _run_sampling_thread(self, launch: _Launch) -> None:
-        """The sampling thread: import and build the runner, then sample until stopped."""
-        launch.go.wait()
-        _block_host_signals()
-        self._build_then_run(launch, lambda: self._build_runner(launch), launch.sampling, "sampling")
-
-    def _build_runner(self, launch: _Launch) -> Optional[Runner]:
-        """Build the runner on this thread, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
+    def _build_runner(self, launch: Launch) -> Optional[Runner]:
+        """On the sampling thread: build the runner, unless the launch was given up meanwhile."""
+        with forksafe.agent_import():  # a few small modules of ours, in one step: no time to read them first
             from codeguru_agent.sampling.runner import Runner
-        uploader_thread = launch.uploader_thread
-        runner = Runner(
-            self._config,
-            on_sealed=launch.hand_over,
-            exclude_ident=lambda: uploader_thread.ident if uploader_thread is not None else None,
-        )
+        runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=launch.uploader_ident)
         with _lock:
             if launch.given_up:
                 return None
@@ -354,50 +266,11 @@ class Profiler:
             launch.runner = runner
         return runner
 
-    def _run_uploader_thread(self, launch: _Launch, load_spool: bool, in_child: bool) -> None:
-        """The uploader's thread: once sampling is under way, import and build the uploader, then run it.
+    def _build_uploader(self, launch: Launch, runner: Runner, load_spool: bool, in_child: bool) -> Optional[Uploader]:
+        """On the uploader's thread: build the uploader, unless the launch was given up meanwhile."""
+        forksafe.load(["codeguru_agent.reporting.uploader"])
+        from codeguru_agent.reporting.uploader import Uploader
 
-        Its imports (boto3 among them) would compete for the GIL with the sampling thread's before
-        the first sample, so they wait for it.
-        """
-        launch.go.wait()
-        _block_host_signals()
-
-        def build() -> Optional[Uploader]:
-            launch.sampling.wait()
-            runner = launch.runner
-            if runner is None:
-                return None
-            runner.wait_under_way(_FIRST_TICK_WAIT_S)
-            return self._build_uploader(launch, runner, load_spool, in_child)
-
-        self._build_then_run(launch, build, launch.built, "uploads")
-
-    def _build_then_run(self, launch: _Launch, build: Callable[[], Any], built: native.Event, what: str) -> None:
-        """An agent thread's life: build its runner or uploader, say so through ``built``, run it.
-
-        Neither step lets an exception out: the host must never see an agent failure. A failed
-        build abandons the launch, and the host runs unprofiled.
-        """
-        worker = None
-        try:
-            worker = build()
-        except Exception:
-            logger.warning("CodeGuru profiler could not start", exc_info=True)
-            self._abandon(launch)
-        finally:
-            built.set()
-        if worker is None:
-            return
-        try:
-            worker.run()
-        except Exception:  # as on any agent thread: log, never raise into the interpreter
-            logger.warning("CodeGuru profiler %s stopped", what, exc_info=True)
-
-    def _build_uploader(self, launch: _Launch, runner: Runner, load_spool: bool, in_child: bool) -> Optional[Uploader]:
-        """Build the uploader on this thread, unless the launch was given up meanwhile."""
-        with forksafe.import_gate():
-            from codeguru_agent.reporting.uploader import Uploader
         uploader = Uploader(
             self._config,
             sink_factory=lambda: self._make_sink(in_child),
@@ -417,7 +290,7 @@ class Profiler:
         launch.attach(uploader)
         return uploader
 
-    def _abandon(self, launch: _Launch) -> None:
+    def _abandon(self, launch: Launch) -> None:
         """The launch failed: the profiler is no longer running (the failure has been logged).
 
         A runner already sampling stops: with no uploader, its samples could go nowhere.
@@ -495,13 +368,6 @@ class Profiler:
         self._begin_launch(load_spool=False, in_child=True).go.set()
         _active = self
         _register_multiprocessing_flush(self)
-
-
-def _block_host_signals() -> None:
-    """On an agent thread, first thing: see ``signalmask`` (imported here, not by start())."""
-    from codeguru_agent.host.signalmask import block_host_signals
-
-    block_host_signals()
 
 
 def before_gevent_patch_all(_event: Any = None) -> None:

@@ -3,18 +3,23 @@ when due and only within the invocation's remaining time."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, List, Tuple
 
 import pytest
 
 import codeguru_agent
+from codeguru_agent import profiler as lifecycle
 from codeguru_agent.aws_lambda import decorator
 from codeguru_agent.aws_lambda.decorator import FLUSH_SAFETY_MARGIN_MS, _LambdaAgent, with_lambda_profiler
 from codeguru_agent.fleet import lambda_
 from codeguru_agent.fleet.lambda_ import LambdaProvider
+from reliability.in_process import agent_threads, use_agent_env
+from support.collector_client import CollectorHandle
 
 
 class Context:
@@ -58,12 +63,14 @@ def test_a_disabled_agent_leaves_results_and_exceptions_untouched() -> None:
     assert handler.__name__ == "handler"
 
 
-def test_the_handler_runs_when_the_agent_itself_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*args: Any) -> None:
-        raise RuntimeError("agent bug")
+def broken(*args: Any) -> None:
+    raise RuntimeError("agent bug")
 
+
+def test_the_handler_runs_when_the_agent_fails_before_the_invocation(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(LambdaProvider, "invocation_started", broken)
-    monkeypatch.setattr(LambdaProvider, "handler_returned", broken)
     calls: List[Any] = []
 
     @with_lambda_profiler
@@ -71,9 +78,95 @@ def test_the_handler_runs_when_the_agent_itself_fails(monkeypatch: pytest.Monkey
         calls.append(event)
         return "done"
 
-    assert handler(1, Context()) == "done"
-    assert handler(2, None) == "done"
+    with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
+        assert handler(1, Context()) == "done"
+        assert handler(2, None) == "done"
     assert calls == [1, 2]
+    assert [record.getMessage() for record in caplog.records] == [
+        "CodeGuru profiler failed before the invocation; continuing unprofiled"
+    ] * 2
+
+
+def test_the_result_and_exception_pass_when_the_end_of_invocation_hook_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(LambdaProvider, "handler_returned", broken)
+    returned = {"statusCode": 200}
+    failure = KeyError("order-17")
+
+    @with_lambda_profiler
+    def handler(event: Any, context: Any) -> Any:
+        if event == "fail":
+            raise failure
+        return returned
+
+    with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
+        assert handler("ok", Context()) is returned
+        with pytest.raises(KeyError) as raised:
+            handler("fail", Context("req-2"))
+    assert raised.value is failure
+    assert [record.getMessage() for record in caplog.records] == ["CodeGuru profiler failed after the invocation"] * 2
+
+
+def test_several_decorated_handlers_share_one_agent(
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector.create_group("orders")
+    use_agent_env(monkeypatch, collector, "orders", tmp_path)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+
+    @with_lambda_profiler
+    def orders(event: Any, context: Any) -> str:
+        return "orders"
+
+    @with_lambda_profiler(sampling_interval_ms=20)
+    def refunds(event: Any, context: Any) -> str:
+        return "refunds"
+
+    assert orders(1, Context()) == "orders"
+    agent = decorator._agent
+    assert agent is not None and agent.profiler is not None and agent.profiler.is_running()
+    before = agent_threads()
+    assert refunds(2, Context("req-2")) == "refunds" and orders(3, Context("req-3")) == "orders"
+
+    assert decorator._agent is agent and lifecycle.active() is agent.profiler
+    assert agent_threads() == before, "a second decorated handler started threads of its own"
+
+
+def test_a_real_profilers_flush_is_held_to_the_invocations_remaining_time(
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector.create_group("orders")
+    use_agent_env(monkeypatch, collector, "orders", tmp_path)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+
+    @with_lambda_profiler(reporting_interval_ms=60_000, shutdown_timeout_ms=5_000)
+    def handler(event: Any, context: Any) -> Any:
+        running = lifecycle.active()
+        assert running is not None and running.wait_for_sampling(10.0), "something to report"
+        return event
+
+    handler(1, Context(remaining_ms=900_000))
+    agent = decorator._agent
+    assert agent is not None and agent.profiler is not None
+    real_flush = agent.profiler.flush
+    flushes: List[Tuple[float, bool]] = []
+
+    def recording_flush(timeout_s: float) -> bool:
+        delivered = real_flush(timeout_s)
+        flushes.append((timeout_s, delivered))
+        return delivered
+
+    monkeypatch.setattr(agent.profiler, "flush", recording_flush)
+    # The collector answers 2.5 s late: within shutdown_timeout_ms, beyond this invocation's time.
+    collector.fail_next("PostAgentProfile", status=None, delay_ms=2_500)
+    agent.last_report -= 61  # the reporting interval has passed
+    handler(2, Context("req-2", remaining_ms=2_000))
+
+    assert flushes == [((2_000 - FLUSH_SAFETY_MARGIN_MS) / 1000, False)], "the flush outlived the invocation"
+    decorator._reset_for_tests()
+    stored = collector.wait_for_profiles("orders", 1)
+    assert len({entry["profileToken"] for entry in stored}) == len(stored), "the late profile was kept, once"
 
 
 def test_unknown_options_fail_where_the_decorator_is_written() -> None:
@@ -165,8 +258,6 @@ def test_a_profiler_that_disabled_itself_is_left_alone() -> None:
 
 
 def test_a_profiler_already_running_here_is_paused_between_invocations(monkeypatch: pytest.MonkeyPatch) -> None:
-    from codeguru_agent import profiler as lifecycle
-
     refused = FakeProfiler()
     refused.start = lambda: False  # type: ignore[method-assign]  # one agent per process
     running = FakeProfiler()

@@ -24,8 +24,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fr
 DEFAULT_GROUP = "aws-lambda-" + FUNCTION_NAME
 FREEZE_S = 1.0
 SAMPLING_INTERVAL_MS = 10.0
-SLACK_PER_INVOCATION_MS = 150
-"""How far the sampler may notice a pause or resume after the wrapper asked for it."""
 EXPECTED_FLEET_INFO = {
     "computeType": "aws_lambda",
     "functionArn": FUNCTION_ARN,
@@ -87,17 +85,24 @@ def test_decorated_function_reports_each_invocation_and_creates_its_group(
     assert any(name.endswith(":lambda_hot_loop") for name in sampled_frames(profiles))
 
     # Sampling stops between invocations: the runtime's wait for the next event, where the process
-    # is frozen, is never sampled, and no frozen time counts in a profile's duration.
+    # is frozen, is never sampled, and no frozen time counts in a profile's duration. The wrapper
+    # resumes and pauses inside each invocation as the runtime timed it, and times the pause itself,
+    # so the profiles' durations add up to no more than the invocations' time and no less than the
+    # handlers' work after the first invocation (in which the sampling thread starts up), give or
+    # take whole-millisecond rounding.
     assert not any(name.endswith(":wait_for_next_invocation") for name in sampled_frames(profiles))
     active_ms = sum((outcome["end"] - outcome["start"]) * 1000 for outcome in function.invocations)
-    work_ms = 1100 + 300 + 1100 + 1100
+    work_after_start_up_ms = 300 + 1100 + 1100
     durations_ms = [profile["document"]["agentMetadata"]["durationInMs"] for profile in profiles]
-    slack_ms = SLACK_PER_INVOCATION_MS * len(function.invocations)
+    rounding_ms = 2 * (len(profiles) + len(function.invocations))
     assert function.frozen_s >= 2 * FREEZE_S
-    assert work_ms - slack_ms <= sum(durations_ms) <= active_ms + slack_ms, (durations_ms, active_ms)
+    assert work_after_start_up_ms - rounding_ms <= sum(durations_ms) <= active_ms + rounding_ms, (
+        durations_ms,
+        active_ms,
+    )
     for profile, duration_ms in zip(profiles, durations_ms):
         samples = profile["document"]["agentMetadata"]["numTimesSampled"]
-        assert samples <= duration_ms / (SAMPLING_INTERVAL_MS * 0.8) + 2, (samples, duration_ms)
+        assert samples <= duration_ms / (SAMPLING_INTERVAL_MS * 0.8) + 2, (samples, duration_ms)  # jitter: ±20 %
 
 
 def test_configure_agent_carries_each_invocations_metadata(collector: CollectorHandle, start_lambda: Any) -> None:

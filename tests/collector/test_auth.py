@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -90,14 +91,12 @@ def test_an_unsigned_request_is_refused(signed):
     assert "not signed" in message
 
 
-def signed_request(url, body, amz_date):
-    """A PostAgentProfile request signed by botocore's SigV4Auth at the given X-Amz-Date."""
-    request = AWSRequest(
-        method="POST",
-        url=url + "/profilingGroups/orders/agentProfile?profileToken=t-1",
-        data=body,
-        headers={"Content-Type": "application/json", "X-Amz-Date": amz_date},
-    )
+def signed_request(url, body, amz_date, method="POST", path="/profilingGroups/orders/agentProfile?profileToken=t-1"):
+    """A request signed by botocore's SigV4Auth at the given X-Amz-Date (a PostAgentProfile by default)."""
+    headers = {"X-Amz-Date": amz_date}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = AWSRequest(method=method, url=url + path, data=body, headers=headers)
     request.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "codeguru-profiler", "us-east-1")
     signature = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
@@ -147,8 +146,41 @@ def test_a_non_loopback_address_needs_keys():
         CollectorServer(CollectorOptions(host="0.0.0.0"))
     with pytest.raises(CollectorError, match="only allowed on a loopback address"):
         CollectorServer(CollectorOptions(host="0.0.0.0", access_key="a", secret_key="b", test_hooks=True))
-    CollectorServer(CollectorOptions(host="0.0.0.0", access_key="a", secret_key="b"))
-    CollectorServer(CollectorOptions(host="::1"))
+
+
+def test_with_keys_any_address_serves_signed_requests_only():
+    options = CollectorOptions(host="0.0.0.0", port=0, db_path=":memory:", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    with CollectorServer(options) as server:
+        url = server.url.replace("0.0.0.0", "127.0.0.1")
+        client(url).create_profiling_group(profilingGroupName="orders")
+
+        assert client(url).list_profiling_groups()["profilingGroupNames"] == ["orders"]
+        code, _ = refusal(lambda: client(url, signature_version=UNSIGNED).list_profiling_groups())
+        assert code == "AccessDeniedException"
+
+
+def test_ipv6_loopback_needs_no_keys():
+    with CollectorServer(CollectorOptions(host="::1", port=0, db_path=":memory:")) as server:
+        assert re.fullmatch(r"http://\[::1\]:\d+", server.url)
+        client(server.url, signature_version=UNSIGNED).create_profiling_group(profilingGroupName="orders")
+
+        assert client(server.url).describe_profiling_group(profilingGroupName="orders")["profilingGroup"]["name"] == (
+            "orders"
+        )
+
+
+def test_the_flame_graph_page_needs_a_signature_when_keys_are_set(signed):
+    client(signed.url).create_profiling_group(profilingGroupName="orders")
+    client(signed.url).post_agent_profile(
+        profilingGroupName="orders", agentProfile=json.dumps(profile_document()), contentType="application/json"
+    )
+    page = "/profilingGroups/orders/flamegraph.html?period=P1D"
+    now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+    status, code, _ = send(signed.url, AWSRequest(method="GET", url=signed.url + page), None)
+    assert (status, code) == (403, "AccessDeniedException")
+    status, _, html = send(signed.url, signed_request(signed.url, None, now, method="GET", path=page), None)
+    assert status == 200 and b"app.work:run" in html
 
 
 def test_the_command_line_refuses_a_non_loopback_address_without_keys(capsys):

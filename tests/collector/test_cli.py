@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from codeguru_agent import cli as agent_cli
 from codeguru_agent.cli import collector as cli
 from support.collector_client import spawn_collector
 from support.documents import profile_document
@@ -53,17 +54,21 @@ def test_an_acknowledged_profile_survives_kill_9(collector_process):
         assert (stored["profileToken"], stored["document"]) == ("durable", document)
 
 
-def test_python_dash_m_and_the_agent_command_take_the_same_options():
-    help_text = subprocess.run(
-        [sys.executable, "-m", "codeguru_agent.collector", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+def help_of(*command: str) -> str:
+    environment = {**os.environ, "COLUMNS": "100"}
+    return subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=60, check=True, env=environment
     ).stdout
 
-    assert "--auto-create" in help_text and "--fault-drop" in help_text
-    assert agent_cli.main(["collector", "--host", "192.0.2.1"]) == 2
+
+def test_python_dash_m_and_the_agent_command_take_the_same_options():
+    console_script = str(Path(sys.executable).with_name("codeguru-agent"))
+
+    by_module = help_of(sys.executable, "-m", "codeguru_agent.collector")
+    by_command = help_of(console_script, "collector")
+
+    assert by_module == by_command
+    assert "--auto-create" in by_module and "--fault-drop" in by_module and "--agent-parameter" in by_module
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ import os
 import threading
 import types
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Final, Iterator, List, Tuple
 
 import pytest
 
 import codeguru_agent
 from codeguru_agent import config as configuration
-from reliability.helpers import agent_env, assert_each_token_once, error_count, frame_names, host_script, run_host
+from reliability.helpers import agent_env, assert_each_token_once, error_count, host_script, run_host
 from reliability.in_process import use_agent_env
 from reliability.test_exit import WORK_AND_EXIT
 from support.collector_client import CollectorHandle
@@ -175,6 +175,24 @@ def test_frames_the_agent_cannot_describe_never_break_a_sample(
 
     entries = assert_each_token_once(collector, GROUP)
     assert all(error_count(entry, name) == 0 for entry in entries for name in ("samplerErrors", "uploaderErrors"))
-    names = [name for entry in entries for name in frame_names(entry["document"])]
-    assert sum(name.endswith(":parked") for name in names) >= len(ODD_FRAMES) - 2, names
-    assert any(name.endswith(":<lambda>") for name in names)
+    waiting = [path for entry in entries for path in callers_of_event_wait(entry["document"]["callgraph"])]
+    parked = {path[-1] for path in waiting if path[-2] == THREAD_RUN}
+    assert len(parked) == len(ODD_FRAMES) - 1, sorted(parked)  # one distinct frame per odd code object
+    through_c = [path for path in waiting if len(path) >= 3 and path[-3] == THREAD_RUN]
+    assert any(path[-2].endswith(":<lambda>") and path[-1].endswith(":<lambda>") for path in through_c), waiting
+
+
+THREAD_RUN: Final = "threading:Thread:run"
+
+
+def callers_of_event_wait(callgraph: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    """The path of frame names down to each caller of ``threading.Event.wait``."""
+    paths: List[Tuple[str, ...]] = []
+    pending: List[Tuple[Tuple[str, ...], Dict[str, Any]]] = [((), callgraph)]
+    while pending:
+        path, node = pending.pop()
+        for name, child in (node.get("children") or {}).items():
+            if name == "threading:Event:wait":
+                paths.append(path)
+            pending.append((path + (name,), child))
+    return paths

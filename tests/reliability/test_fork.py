@@ -13,6 +13,7 @@ from reliability.helpers import (
     agent_env,
     assert_each_token_once,
     attempts,
+    error_count,
     host_script,
     process_ids,
     run_host,
@@ -150,35 +151,212 @@ def test_multiprocessing_workers_deliver_although_they_exit_through_os_exit(
 
 
 FORK_WHILE_IMPORTING = """\
+import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
+import threading
 import time
 import codeguru_agent
 
-CHILDREN = 20
+MODULE = sys.argv[1]
+entered, released = threading.Event(), threading.Event()
 
-def child():
+
+class HoldTheAgentsImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    \"\"\"Holds the agent's first import of MODULE while it runs the module's code, that module's
+    import lock taken, until a fork begins; the import then takes a while longer, as on a slow disk.
+    (The finding step would not do: CPython's fork waits for it, under its global import lock.)\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name != MODULE or not threading.current_thread().name.startswith("codeguru-agent") or entered.is_set():
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        self.loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        entered.set()
+        released.wait(30)
+        time.sleep(0.2)
+        self.loader.exec_module(module)
+
+
+sys.meta_path.insert(0, HoldTheAgentsImport())
+codeguru_agent.start()
+if not entered.wait(30):
+    sys.exit("the agent never imported " + MODULE)
+os.register_at_fork(before=released.set)  # runs before the agent's own hook: the import is under way
+pid = os.fork()
+if pid == 0:
     code = 0
     try:
-        import encodings.idna
-        from botocore import credentials, httpsession
-        "collector.example".encode("idna")
+        importlib.import_module(MODULE)  # waits forever on a module lock the fork left held
     except BaseException:
         code = 1
     os._exit(code)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("child exit code", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.01)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+"""
 
-codeguru_agent.start()
-children = []
-for index in range(CHILDREN):
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "botocore",  # the client, built behind the agent's import gate
+        "codeguru_agent.fleet.default",  # the platform identity, imported outside the gate
+    ],
+)
+def test_a_fork_while_the_agent_imports_never_hangs_a_child(
+    collector: CollectorHandle, tmp_path: Path, module: str
+) -> None:
+    """The host forks while the agent's thread is inside an import, holding that module's lock.
+
+    The child then imports the same module: a lock orphaned by the fork would hang it. (The
+    children's own agents are covered by the tests above, whose workers are forked right after the
+    agent starts.)
+    """
+    collector.create_group(GROUP)
+    run = run_host(host_script(tmp_path, FORK_WHILE_IMPORTING), agent_env(collector, GROUP, tmp_path), args=[module])
+
+    run.assert_host_intact("child exit code 0\n", 0)
+    entries = assert_each_token_once(collector, GROUP)
+    assert process_ids(entries) == [run.pid]
+
+
+RESTART_FAILS_IN_CHILD = """\
+import os
+import threading
+import time
+import codeguru_agent
+
+def cannot_start_threads(self):
+    raise RuntimeError("can't start new thread")
+
+# Registered before the agent's own hook, so it runs first in each child: the child's agent cannot
+# start its threads, as in a process at its thread limit.
+os.register_at_fork(after_in_child=lambda: setattr(threading.Thread, "start", cannot_start_threads))
+
+profiler = codeguru_agent.start()
+profiler.wait_for_sampling(30)
+for _ in range(2):
     pid = os.fork()
     if pid == 0:
-        child()
+        names = [t.name for t in threading.enumerate() if t.name.startswith("codeguru-agent")]
+        os._exit(0 if names == [] else 1)
+    _, status = os.waitpid(pid, 0)
+    print("child exit code", os.waitstatus_to_exitcode(status))
+end = time.monotonic() + 0.1
+while time.monotonic() < end:
+    pass
+"""
+
+
+def test_a_child_whose_agent_cannot_restart_is_counted_in_the_parents_next_profile(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    collector.create_group(GROUP)
+    run = run_host(host_script(tmp_path, RESTART_FAILS_IN_CHILD), agent_env(collector, GROUP, tmp_path))
+
+    run.assert_host_intact("child exit code 0\n" * 2, 0)
+    entries = assert_each_token_once(collector, GROUP)
+    assert process_ids(entries) == [run.pid]
+    assert sum(error_count(entry, "childRestartErrors") for entry in entries) == 2
+    assert run.agent_warnings == []
+
+
+FORKS_DURING_THE_BOTO3_LOAD = """\
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import threading
+import time
+import codeguru_agent
+
+HELD = "botocore.credentials"  # imported by botocore.session, halfway through the agent's load
+FORKS = 20
+in_held_import, release = threading.Event(), threading.Event()
+
+
+class HeldLoader(importlib.abc.Loader):
+    def __init__(self, real):
+        self.real = real
+
+    def get_code(self, name):
+        return self.real.get_code(name)
+
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+
+    def exec_module(self, module):
+        in_held_import.set()
+        release.wait()
+        self.real.exec_module(module)
+
+
+class HoldOneModule(importlib.abc.MetaPathFinder):
+    # The agent's import of HELD waits, inside the import, until the test releases it.
+    def find_spec(self, name, path, target=None):
+        if name != HELD or not threading.current_thread().name.startswith("codeguru-agent"):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec.loader = HeldLoader(spec.loader)
+        return spec
+
+
+def child(facts_path):
+    seen = {name: name in sys.modules for name in (HELD, "botocore.session")}
+    import botocore.session  # what the agent was loading: hangs if the fork left its lock held
+    import urllib3.util.ssl_
+    "collector.example".encode("idna")
+    if facts_path:
+        with open(facts_path, "w") as file:
+            json.dump(seen, file)
+    os._exit(0)
+
+
+def busy(stop):
+    while not stop.is_set():
+        sum(i * i for i in range(1000))
+
+
+sys.meta_path.insert(0, HoldOneModule())
+codeguru_agent.start()
+assert in_held_import.wait(60), "the agent never reached the held import"
+fork_begun = threading.Event()
+os.register_at_fork(before=fork_begun.set)  # runs before the agent's own hook (last in, first out)
+threading.Thread(target=lambda: fork_begun.wait() and release.set()).start()
+children = []
+pid = os.fork()  # the agent is inside HELD's import: the fork waits for that one module, no more
+if pid == 0:
+    child(sys.argv[1])
+children.append(pid)
+stop = threading.Event()
+threading.Thread(target=busy, args=(stop,)).start()  # a busy host: the agent's load competes for the GIL
+for index in range(FORKS):
+    pid = os.fork()
+    if pid == 0:
+        child(None)
     children.append(pid)
-    end = time.monotonic() + 0.02
-    while time.monotonic() < end:
-        pass
-codes, deadline = {}, time.monotonic() + 30
-while len(codes) < CHILDREN and time.monotonic() < deadline:
+    sum(i * i for i in range(20000))
+stop.set()
+codes, deadline = {}, time.monotonic() + 60
+while len(codes) < len(children) and time.monotonic() < deadline:
     for pid in children:
         if pid not in codes:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -189,20 +367,24 @@ for pid in children:
     if pid not in codes:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
-print("exit codes", sorted(set(codes.values())), "hung", CHILDREN - len(codes))
+print("exit codes", sorted(set(codes.values())), "hung", len(children) - len(codes))
 """
 
 
-def test_a_fork_while_the_agent_imports_never_hangs_a_child(collector: CollectorHandle, tmp_path: Path) -> None:
-    """Twenty forks spread over the agent's start-up: imports, client, fleet identity, first call.
-
-    Each child imports what the agent's thread may have been importing at the fork; a module lock
-    orphaned by the fork would hang it. (The children's own agents are covered by the tests above,
-    whose workers are forked right after the agent starts.)
-    """
+def test_a_fork_waits_for_the_agents_current_module_only_and_no_child_hangs(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    """The agent is held inside the import of one module of botocore when the host forks: the fork
+    goes ahead as soon as that module is loaded, before the agent loads the next one (the child's
+    copy of ``sys.modules`` says where the fork landed), and every child, this one and twenty
+    forked while the agent goes on loading on a busy host, imports botocore without hanging."""
     collector.create_group(GROUP)
-    run = run_host(host_script(tmp_path, FORK_WHILE_IMPORTING), agent_env(collector, GROUP, tmp_path))
+    facts = tmp_path / "facts.json"
+    run = run_host(
+        host_script(tmp_path, FORKS_DURING_THE_BOTO3_LOAD), agent_env(collector, GROUP, tmp_path), args=[str(facts)]
+    )
 
     run.assert_host_intact("exit codes [0] hung 0\n", 0)
-    entries = assert_each_token_once(collector, GROUP)
-    assert process_ids(entries) == [run.pid]
+    seen = json.loads(facts.read_text())
+    assert seen == {"botocore.credentials": True, "botocore.session": False}, "the fork waited for more than one module"
+    assert process_ids(assert_each_token_once(collector, GROUP)) == [run.pid]

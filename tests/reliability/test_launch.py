@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from codeguru_agent import launch
 from codeguru_agent import profiler as lifecycle
 from codeguru_agent.host import forksafe
 from codeguru_agent.reporting import uploader
@@ -35,8 +36,8 @@ GROUP = "Launch"
 def test_the_agents_threads_are_named_as_the_runner_and_uploader_name_them() -> None:
     from codeguru_agent.reporting import uploader
 
-    assert lifecycle.SAMPLER_THREAD_NAME == runner.THREAD_NAME
-    assert lifecycle.UPLOADER_THREAD_NAME == uploader.THREAD_NAME
+    assert launch.SAMPLER_THREAD_NAME == runner.THREAD_NAME
+    assert launch.UPLOADER_THREAD_NAME == uploader.THREAD_NAME
 
 
 def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
@@ -49,8 +50,8 @@ def test_start_returns_while_the_agents_imports_are_held_and_profiling_follows(
         assert profiler is not None and profiler.is_running()
         # Both threads exist from the start (Python 3.12 refuses new ones once shutdown begins).
         assert sorted(thread.name for thread in agent_threads()) == [
-            lifecycle.SAMPLER_THREAD_NAME,
-            lifecycle.UPLOADER_THREAD_NAME,
+            launch.SAMPLER_THREAD_NAME,
+            launch.UPLOADER_THREAD_NAME,
         ]
         assert profiler.pause() and profiler.resume(), "pause and resume work before the launch ends"
     wait_until(lambda: profiler.flush(5.0) and stored(collector, GROUP), 30, "a profile once the launch ends")

@@ -17,6 +17,7 @@ import pytest
 import codeguru_agent
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.sampling.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
+from codeguru_agent.sampling.runner import Runner
 from codeguru_agent.sampling.sampler import Sampler
 from reliability.helpers import assert_each_token_once, stored, wait_until
 from reliability.in_process import use_agent_env
@@ -46,6 +47,41 @@ def test_the_interval_holds_inside_the_budget_and_ignores_empty_windows() -> Non
     governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
     assert governor.observe(agent_cpu_s=0.008, window_s=1.0) == 10.0
     assert governor.observe(agent_cpu_s=1.0, window_s=0.0) == 10.0
+
+
+def test_what_the_host_loses_counts_against_the_budget_with_the_agent_s_cpu() -> None:
+    governor = OverheadGovernor(configured_interval_ms=10.0, cpu_limit_percent=1.0)
+    intervals = [governor.observe(agent_cpu_s=0.001, window_s=1.0, host_s=0.05) for _ in range(3)]
+    assert intervals == sorted(intervals) and intervals[0] > 10.0, "the host's 5 % slows sampling down"
+    for _ in range(40):
+        governor.observe(agent_cpu_s=0.001, window_s=1.0, host_s=0.001)
+    assert governor.interval_ms == 10.0
+    assert governor.observe(agent_cpu_s=0.006, window_s=1.0, host_s=0.006) > 10.0, "0.6 % + 0.6 % is over 1 %"
+
+
+def test_the_sampling_thread_sees_what_a_busy_host_thread_loses_to_its_ticks() -> None:
+    """A thread running Python holds the GIL until the sampling thread has waited a switch interval
+    for it: every tick then costs the host the tick and the hand-overs, which the runner adds up."""
+    stop = threading.Event()
+
+    def busy() -> None:
+        total = 0
+        while not stop.is_set():
+            for i in range(1000):
+                total += i * i
+
+    spinner = threading.Thread(target=busy, name="busy", daemon=True)
+    runner = Runner(AgentConfig(sampling_interval_ms=10.0), lambda aggregate, interval_ms: None)
+    sampling = threading.Thread(target=runner.run, name="sampler", daemon=True)
+    runner.adopt(sampling)
+    spinner.start()
+    sampling.start()
+    try:
+        wait_until(lambda: runner.host_cost_s > 0, 30, "a host cost estimated from the ticks")
+    finally:
+        stop.set()
+        runner.stop(5)
+        spinner.join(5)
 
 
 def test_every_profile_carries_the_interval_in_force(

@@ -62,10 +62,16 @@ def test_a_missing_group_pauses_sampling_until_it_exists(collector: CollectorHan
     run = host.finish()
 
     run.assert_host_intact("read 0\n", 3)
-    assert_each_token_once(collector, GROUP)
+    entries = assert_each_token_once(collector, GROUP)
     assert all(request["receivedAt"] >= created_ms for request in collector.requests("PostAgentProfile")), (
         "nothing is submitted while the group does not exist"
     )
+    # Samples taken before the first answer (404) may be held and delivered; none after it, until
+    # the group exists. By the second ConfigureAgent request the agent had read the first answer.
+    paused_ms = collector.requests("ConfigureAgent")[1]["receivedAt"]
+    spans = [(entry["document"]["start"], entry["document"]["end"]) for entry in entries]
+    assert all(end <= paused_ms or start >= created_ms for start, end in spans), (paused_ms, created_ms, spans)
+    assert any(start >= created_ms for start, _ in spans), "sampling resumed once the group existed"
     assert [request["status"] for request in collector.requests("ConfigureAgent")][:2] == [404, 404]
     assert len(run.agent_warnings) == 1 and "not found" in run.agent_warnings[0], run.agent_warnings
 

@@ -18,6 +18,7 @@ from typing import Set
 
 import pytest
 
+from codeguru_agent import launch
 from codeguru_agent import profiler as lifecycle
 from reliability.helpers import wait_until
 from reliability.in_process import agent_threads, use_agent_env
@@ -46,8 +47,8 @@ def test_the_agents_threads_block_the_hosts_signals_but_not_their_own_faults(
         wait_until(lambda: profiler.flush(5.0), 30, "the agent to be up")
         threads = agent_threads()
         assert sorted(thread.name for thread in threads) == [
-            lifecycle.SAMPLER_THREAD_NAME,
-            lifecycle.UPLOADER_THREAD_NAME,
+            launch.SAMPLER_THREAD_NAME,
+            launch.UPLOADER_THREAD_NAME,
         ]
         for thread in threads:
             blocked = blocked_signals(thread)

@@ -170,7 +170,7 @@ def _split(argv: List[str]) -> Tuple[List[str], Optional[Program]]:
             return argv[:index], Program(argv[index + 1], True, tuple(argv[index + 2 :]))
         if arg.startswith("-m") and len(arg) > 2:  # -mpackage.module, as python accepts it
             return argv[:index], Program(arg[2:], True, tuple(argv[index + 1 :]))
-        if arg == "-" or not arg.startswith("-"):
+        if not arg.startswith("-"):
             return argv[:index], Program(arg, False, tuple(argv[index + 1 :]))
         index += 2 if arg in _OPTIONS_WITH_VALUE else 1
     return argv, None
@@ -244,7 +244,13 @@ def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
     the default is replaced, and only for the process that started the program: the handler stops
     the agent within its shutdown deadline, prints the flame graph's path in local mode, then dies
     of the same signal, so the status a supervisor sees is unchanged. A program that installs its
-    own handler replaces this one; forked children (a pool being terminated) die at once as before.
+    own handler replaces this one.
+
+    A forked child gets the default back as it starts, unless the program has installed a handler of
+    its own by then. A Python handler runs only once the main thread is back between bytecodes: a
+    ``multiprocessing`` pool worker that receives ``terminate()``'s SIGTERM just as it blocks on its
+    task queue's semaphore would never run it, never exit, and its parent would wait for it forever.
+    The kernel's default ends the worker wherever it is, as it does without the agent.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -259,7 +265,13 @@ def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
         finally:
             os.kill(os.getpid(), signum)
 
+    def default_in_child() -> None:
+        if signal.getsignal(signal.SIGTERM) is flush_then_die:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
     signal.signal(signal.SIGTERM, flush_then_die)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=default_in_child)
 
 
 def _program_threads_alive() -> bool:
@@ -274,9 +286,17 @@ def _stop_and_report(profiler: Profiler, reports: bool) -> None:
         return
     path = profiler.flamegraph_path
     if path is None:
-        logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
+        if not _has_profiles(local_dir):  # else the agent has said what failed
+            logger.warning("no flame graph written to %s: no samples were recorded", local_dir)
         return
     _print_last_line(os.path.abspath(path))
+
+
+def _has_profiles(directory: str) -> bool:
+    try:
+        return any(name.startswith("profile-") for name in os.listdir(directory))
+    except OSError:
+        return False
 
 
 def _print_last_line(text: str) -> None:

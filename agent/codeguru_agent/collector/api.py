@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Tuple
 from codeguru_agent.collector import auth, validate
 from codeguru_agent.collector.store import Group, Store, StoredProfile
 from codeguru_agent.reporting import deepjson, encoding
-from codeguru_agent.reporting.document import merge_callgraph, total_count, walk_callgraph
+from codeguru_agent.reporting.document import merge_callgraph, walk_callgraph
 
 AGENT_PARAMETERS: Final = (
     "SamplingIntervalInMilliseconds",
@@ -79,11 +79,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """An answer to send: status, body and its Content-Type."""
+    """An answer to send: status, body and its Content-Type; a ``filename`` makes it a download."""
 
     status: int
     body: bytes = b""
     content_type: Optional[str] = None
+    filename: Optional[str] = None
 
 
 def json_response(status: int, value: Any) -> Response:
@@ -334,7 +335,7 @@ class Service:
     def aggregate(self, request: Request) -> Aggregate:
         """Every profile of the group overlapping the requested range, merged into one document."""
         group = self._group(request)
-        start_ms, end_ms = self._time_range(group.name, request.query)
+        start_ms, end_ms = self.time_range(group.name, request.query)
         callgraph: Dict[str, Any] = {}
         count = sampled = duration_ms = 0
         first_ms, last_ms = end_ms, start_ms
@@ -360,21 +361,24 @@ class Service:
         return Aggregate(document, count, first_ms, last_ms)
 
     def _FlameGraph(self, request: Request) -> Response:
-        """The merged profiles of a range as the self-contained flame graph page (not an API operation)."""
-        try:
-            from codeguru_agent.viewer.flamegraph import render_html
-        except ImportError:
-            raise ApiError("NotImplemented", "this installation has no flame graph renderer", status=501) from None
-        aggregate = self.aggregate(request)
-        callgraph = aggregate.document["callgraph"]
-        subtitle = (
-            f"{aggregate.profile_count} profile{'s' if aggregate.profile_count != 1 else ''}, "
-            f"{total_count(callgraph)} samples, {iso_time(aggregate.start_ms)} to {iso_time(aggregate.end_ms)}"
-        )
-        page = render_html(callgraph, title=str(request.group_name), subtitle=subtitle)
-        return Response(200, page.encode("utf-8"), "text/html; charset=utf-8")
+        """The range's profile page with its picker and downloads (not an API operation)."""
+        from codeguru_agent.collector import pages  # here, not at the top: pages builds on this module
 
-    def _time_range(self, group_name: str, query: Mapping[str, str]) -> Tuple[int, int]:
+        return pages.flamegraph_page(self, request)
+
+    def _Export(self, request: Request) -> Response:
+        """The range's profiles as collapsed stacks, speedscope or pprof (not an API operation)."""
+        from codeguru_agent.collector import pages
+
+        return pages.export(self, request)
+
+    def _Index(self, request: Request) -> Response:
+        """The front page listing the groups (not an API operation)."""
+        from codeguru_agent.collector import pages
+
+        return pages.index(self)
+
+    def time_range(self, group_name: str, query: Mapping[str, str]) -> Tuple[int, int]:
         """[start, end) from 1 or 2 of startTime, endTime and period; the latest ``period`` (PT5M by
         default) when neither time is given, as the model documents."""
         start_ms = validate.timestamp_ms(query.get("startTime"), "startTime")

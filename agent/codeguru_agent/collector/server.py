@@ -49,8 +49,11 @@ _ROUTES: Final = {
     ("GET", "{}/profile"): "GetProfile",
     ("GET", "{}/profileTimes"): "ListProfileTimes",
     ("GET", "{}/flamegraph.html"): "FlameGraph",
+    ("GET", "{}/export"): "Export",
 }
 """(method, path below /profilingGroups with the group name as {}) to the operation."""
+_VIEWER_OPERATIONS: Final = ("FlameGraph", "Export", "Index")
+"""The pages for people (collector/pages.py): served like operations, never journaled."""
 _FORWARDED_HEADERS: Final = ("content-type", "content-encoding", "accept", "authorization")
 """The headers operations read (Authorization only for the region of an ARN)."""
 _JOURNALED_HEADERS: Final = ("content-type", "content-encoding")
@@ -90,6 +93,8 @@ def is_loopback(host: str) -> bool:
 
 def route(method: str, path: str) -> Optional[Tuple[str, Optional[str]]]:
     """The operation and profiling group name a request path stands for, or None."""
+    if method == "GET" and path in ("/", "/index.html"):
+        return "Index", None
     segments = path.split("/")
     if len(segments) < 2 or segments[0] or segments[1] != "profilingGroups":
         return None
@@ -324,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
         operation, group = found
         headers = {name: str(self.headers[name]) for name in _FORWARDED_HEADERS if name in self.headers}
         request = Request(operation, group, query, headers, body)
-        journal = collector.journal if operation != "FlameGraph" else None
+        journal = collector.journal if operation not in _VIEWER_OPERATIONS else None
         if journal is not None:
             # Journaled before the answer goes out: a client that reads the journal right after its
             # answer must find its own request there.
@@ -429,6 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
         if has_body:
             self.send_header("Content-Type", response.content_type or "application/octet-stream")
             self.send_header("Content-Length", str(len(response.body)))
+        if response.filename is not None:
+            self.send_header("Content-Disposition", f'attachment; filename="{response.filename}"')
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

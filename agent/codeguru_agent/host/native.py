@@ -15,6 +15,7 @@ it a bare OS thread, kept in this module's own list.
 import os
 import sys
 import threading
+from time import monotonic as _monotonic
 from typing import Any, Callable, Dict, Final, List, Optional, Protocol, Tuple
 
 
@@ -100,6 +101,53 @@ class Event:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         return woken or self._flag
+
+
+class Condition:
+    """``threading.Condition`` on the original locks: its waits, unlike the stdlib's, never take a
+    lock that gevent may have patched meanwhile."""
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._waiters: List[Any] = []
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.acquire())
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Release the lock until notified (or ``timeout`` passes), then take it again; held on entry."""
+        waiter = allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        self._lock.release()
+        try:
+            return bool(waiter.acquire(True, -1 if timeout is None else max(0.0, timeout)))
+        finally:
+            self._lock.acquire()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+        deadline = None if timeout is None else _monotonic() + timeout
+        result = predicate()
+        while not result:
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self.wait(remaining)
+            result = predicate()
+        return result
+
+    def notify_all(self) -> None:
+        """Wake every waiter; called with the lock held."""
+        for waiter in self._waiters:
+            waiter.release()
+        self._waiters.clear()
 
 
 class AgentThread(Protocol):

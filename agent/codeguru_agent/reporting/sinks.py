@@ -13,10 +13,11 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Protocol
+from typing import Any, Dict, Final, Mapping, Optional, Protocol
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity
+from codeguru_agent.host import forksafe
 from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,19 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
+_SERVICE_MODULES: Final = (
+    "botocore.session",
+    "botocore.config",
+    "botocore.exceptions",
+    "ssl",
+    "urllib3.util.ssl_",
+    "encodings.idna",
+)
+"""What the client and its first request import, loaded a module at a time (``forksafe.load``): a
+fork that lands while this thread holds an import lock would leave the child hanging on that
+module (``encodings.idna`` in the official agent's case), so each fork waits for one module."""
+
+
 class SetupError(Exception):
     """The agent cannot talk to the service at all (no credentials, no region): disable it."""
 
@@ -70,6 +84,7 @@ class ServiceSink:
     """The CodeGuru Profiler API through a stock botocore client, built once on the uploader's thread."""
 
     def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
+        forksafe.load(_SERVICE_MODULES)
         from botocore.config import Config
 
         if aws_session is not None:  # the application's boto3 Session
@@ -167,16 +182,7 @@ def _botocore_session(profile: Optional[str]) -> Any:
 
 
 def _import_what_the_first_request_needs() -> None:
-    """Import now, inside the fork gate, what the first HTTPS request would import later.
-
-    A fork that lands while this thread holds an import lock leaves the child hanging on that
-    module (``encodings.idna`` in the official agent's case); doing these imports while fork
-    waits for us closes that window.
-    """
-    import ssl  # noqa: F401
-
-    import urllib3.util.ssl_  # noqa: F401
-
+    """Load now the codec the first HTTPS request would import later (see ``_SERVICE_MODULES``)."""
     "codeguru-profiler.us-east-1.amazonaws.com".encode("idna")
 
 
@@ -197,13 +203,15 @@ def _strip_metadata(answer: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class LocalSink:
-    """Writes each profile to a file in a directory, and a merged flame graph when closed."""
+    """Writes each profile to a file in a directory, and when closed a merged flame graph page and
+    the same samples as collapsed stacks (for flamegraph.pl, speedscope or Pyroscope)."""
 
     def __init__(self, directory: str, group: Optional[str], render_on_close: bool = True) -> None:
         self.directory = directory
         self._group = re.sub(r"[^\w-]", "", group or "local") or "local"
         self.render_on_close = render_on_close
         self.flamegraph_path: Optional[str] = None
+        self.collapsed_path: Optional[str] = None
         os.makedirs(directory, exist_ok=True)
 
     def submit(self, body: bytes, content_type: str, token: str) -> Result:
@@ -227,19 +235,48 @@ class LocalSink:
         return Result(Outcome.ACCEPTED)
 
     def close(self) -> None:
-        """Merge every profile in the directory (forked children's too) into one flame graph."""
+        """Merge every profile in the directory (forked children's too) into one flame graph.
+
+        A file that cannot be read or decoded (left by an earlier run, say) is skipped with a
+        WARNING naming it; the flame graph shows every profile that can be read.
+        """
         if not self.render_on_close:
             return
-        from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
         from codeguru_agent.viewer.flamegraph import write_flamegraph
 
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError as error:  # the directory removed or made unreadable while the program ran
+            logger.warning("no flame graph: cannot list %s: %s", self.directory, error)
+            return
         documents = []
-        for name in sorted(os.listdir(self.directory)):
-            if not name.startswith("profile-") or not name.endswith((".json", ".ion")):
-                continue
-            content_type = ION_CONTENT_TYPE if name.endswith(".ion") else JSON_CONTENT_TYPE
-            with open(os.path.join(self.directory, name), "rb") as file:
-                documents.append(decode(file.read(), content_type))
-        if documents:
-            out = os.path.join(self.directory, "flamegraph.html")
+        for name in names:
+            if name.startswith("profile-") and name.endswith((".json", ".ion")):
+                document = self._read_profile(os.path.join(self.directory, name))
+                if document is not None:
+                    documents.append(document)
+        if not documents:
+            return
+        out = os.path.join(self.directory, "flamegraph.html")
+        try:
             self.flamegraph_path = write_flamegraph(documents, out, title=self._group)
+            stacks = os.path.join(self.directory, "collapsed-stacks.txt")
+            self.collapsed_path = write_flamegraph(documents, stacks, self._group, "collapsed")
+        except Exception as error:  # a full disk or a bad directory must not reach the host
+            logger.warning("cannot write the flame graph %s: %s", out, error)
+
+    def _read_profile(self, path: str) -> Optional[Mapping[str, Any]]:
+        """One profile document from the directory, or None after a WARNING naming the file."""
+        from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
+
+        content_type = ION_CONTENT_TYPE if path.endswith(".ion") else JSON_CONTENT_TYPE
+        try:
+            with open(path, "rb") as file:
+                document = decode(file.read(), content_type)
+        except Exception as error:  # unreadable or not JSON/Ion: whatever it is, it is not ours to read
+            logger.warning("flame graph: skipped %s, which cannot be read as a profile: %s", path, error)
+            return None
+        if not isinstance(document, dict) or not isinstance(document.get("callgraph", {}), dict):
+            logger.warning("flame graph: skipped %s, which is not a profile document", path)
+            return None
+        return document

@@ -1,10 +1,9 @@
-"""The uploader thread: documents, encoding, delivery with retries, and ConfigureAgent.
+"""The uploader thread: sealed aggregates become encoded profiles in the backlog, then go out.
 
 Sealed aggregates arrive from the sampling thread; here they become documents, get their
-profileToken, enter the backlog (and the spool, when there is one) and are delivered oldest first
-with exponential backoff and jitter. Non-retryable answers drop a profile with a WARNING that says
-why; a missing profiling group pauses sampling until ConfigureAgent finds it again. Nothing here
-ever blocks the sampling thread.
+profileToken and enter the backlog (and the spool, when there is one). When each profile goes out,
+and what each answer means, is the delivery policy's (``delivery``). Nothing here ever blocks the
+sampling thread.
 """
 
 from __future__ import annotations
@@ -12,58 +11,25 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import random
 import time
 import uuid
-from typing import Callable, Dict, Final, List, Optional, Tuple
+from typing import Callable, Final, List, Optional, Tuple
 
 from codeguru_agent import __version__
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
 from codeguru_agent.host import forksafe, native
 from codeguru_agent.reporting.backlog import Backlog, Sealed, Spool
+from codeguru_agent.reporting.counters import ErrorCounters
+from codeguru_agent.reporting.delivery import Delivery
 from codeguru_agent.reporting.document import Provenance, build_document
 from codeguru_agent.reporting.encoding import encode
-from codeguru_agent.reporting.sinks import Outcome, Result, SetupError, Sink
+from codeguru_agent.reporting.sinks import SetupError, Sink
 from codeguru_agent.sampling.sampler import Aggregate
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME: Final = "codeguru-agent-uploader"
-_FIRST_BACKOFF_S: Final = 1.0
-_MAX_BACKOFF_S: Final = 300.0
-
-
-class ErrorCounters:
-    """Error counts that travel in the next sealed profile's debugInfo.
-
-    Each count goes into exactly one profile: ``take()`` hands everything counted so far to the
-    profile being sealed, and a profile that is dropped undelivered gives its counts back with
-    ``restore()``, so they ride in the next one. Several profiles waiting in the backlog therefore
-    never report the same error twice.
-    """
-
-    def __init__(self) -> None:
-        self._counts: Dict[str, int] = {}
-        self._lock = native.Lock()
-
-    def add(self, name: str, count: int = 1, error: bool = True) -> None:
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + count
-            if error:
-                self._counts["errorsCount"] = self._counts.get("errorsCount", 0) + count
-
-    def take(self) -> Dict[str, int]:
-        """Everything counted since the last take, for the profile being sealed; the counts reset."""
-        with self._lock:
-            counts, self._counts = self._counts, {}
-        return counts
-
-    def restore(self, reported: Dict[str, int]) -> None:
-        """Give back what a dropped profile carried, so the next sealed profile reports it."""
-        with self._lock:
-            for name, count in reported.items():
-                self._counts[name] = self._counts.get(name, 0) + count
 
 
 class Uploader:
@@ -92,29 +58,23 @@ class Uploader:
         self.errors = ErrorCounters()
         self.backlog = Backlog(config.backlog_max_profiles, int(config.backlog_max_mb * 2**20))
         self._spool = Spool(config.spool_dir, config.profiling_group_name or "local") if config.spool_dir else None
-        self._pending: List[Tuple[Aggregate, float, float, float]] = []
+        self._pending: List[Tuple[Aggregate, float, float]] = []
+        """Sealed aggregates with their effective interval and the process CPU time at the seal."""
         self._pending_lock = native.Lock()
         self._wake = native.Event()
         self._stopping = native.Event()
-        self._drained = native.Event()
         self._flush_requested = native.Event()
         self._flushed = native.Event()
         self._thread: Optional[native.AgentThread] = None
-        self._sink: Optional[Sink] = None
         self._fleet: Optional[FleetProvider] = None
-        self._ready = native.Event()
-        self._failures = 0
-        self._retry_at = 0.0
-        self._group_missing = False
-        self._group_just_created = False
-        self._configure_at = 0.0
+        self._delivery: Optional[Delivery] = None
+        """Built with the sink, on this thread."""
         self._started_at = datetime.datetime.now(datetime.timezone.utc)
         self._last_process_cpu = time.process_time()
         self._last_sampler_cpu = 0.0
         self._last_own_cpu = 0.0
         self._tick_errors_seen = 0
         self._drop_warned = False
-        self.delivered = 0
 
     # --- from other threads --------------------------------------------------------------------
 
@@ -127,14 +87,10 @@ class Uploader:
         """The uploader's loop, on the adopted thread."""
         self._run()
 
-    @property
-    def ident(self) -> Optional[int]:
-        return self._thread.ident if self._thread is not None else None
-
     def enqueue(self, aggregate: Aggregate, interval_ms: float) -> None:
         """Called on the sampling thread at each seal: O(1), the work happens on this thread."""
         with self._pending_lock:
-            self._pending.append((aggregate, interval_ms, time.process_time(), time.monotonic()))
+            self._pending.append((aggregate, interval_ms, time.process_time()))
         self._wake.set()
 
     def apply(self, config: AgentConfig) -> None:
@@ -166,13 +122,11 @@ class Uploader:
         self._flushed.wait(max(0.0, deadline - time.monotonic()))
         return not self._pending and not self.backlog
 
-    def wait_ready(self, timeout_s: float) -> bool:
-        return self._ready.wait(timeout_s)
-
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        if not self._setup():
+        delivery = self._setup()
+        if delivery is None:
             return
         while True:
             stopping = self._stopping.is_set()
@@ -180,55 +134,59 @@ class Uploader:
                 self._encode_pending()
                 if stopping:
                     break
-                self._configure_if_due()
+                delivery.configure_if_due()
                 if self._flush_requested.is_set():
                     self._flush_requested.clear()
-                    self._retry_at = 0.0
-                    self._submit_due()
+                    delivery.retry_now()
+                    delivery.submit_due()
                     self._flushed.set()
                 else:
-                    self._submit_due()
+                    delivery.submit_due()
             except Exception:  # the thread must outlive any one failure; counted
                 self.errors.add("uploaderErrors")
                 logger.debug("uploader step failed", exc_info=True)
-            self._wake.wait(self._next_wait_s())
+            self._wake.wait(delivery.next_wait_s())
             self._wake.clear()
         self._deliver_until(None)
         self._close_sink()
 
-    def _setup(self) -> bool:
+    def _setup(self) -> Optional[Delivery]:
+        """Build the sink (boto3 is imported here) and the delivery policy; None disables the agent."""
         try:
-            with forksafe.import_gate():
-                self._sink = self._sink_factory()
+            sink = self._sink_factory()
             self._fleet = self._fleet_factory()
         except SetupError as error:
             logger.warning("CodeGuru profiler disabled: %s", error)
             self._on_disabled(str(error))
-            self._ready.set()
-            return False
+            return None
         except Exception as error:  # e.g. a broken boto3 install: disable, never break the host
             logger.warning("CodeGuru profiler disabled: cannot set up the client: %s", error)
             logger.debug("set-up failure", exc_info=True)
             self._on_disabled(str(error))
-            self._ready.set()
-            return False
+            return None
+        self._delivery = Delivery(
+            sink,
+            self.backlog,
+            self.errors,
+            config=lambda: self._config,
+            on_configuration=self._configured,
+            identity=self._identity,
+            is_killed=self._is_killed,
+        )
         if self._spool is not None and self._load_spool:
             for sealed in self._spool.load():
                 self._add_to_backlog(sealed)
-        self._ready.set()
-        return True
+        return self._delivery
 
-    def _next_wait_s(self) -> float:
-        now = time.monotonic()
-        deadlines = [self._configure_at]
-        if len(self.backlog):
-            deadlines.append(self._retry_at)
-        return max(0.05, min(deadlines) - now)
+    def _configured(self, config: AgentConfig, should_profile: bool) -> None:
+        """The service's configuration (or a missing group's pause): in force here, and for the profiler."""
+        self._config = config
+        self._on_configuration(config, should_profile)
 
     def _encode_pending(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, []
-        for aggregate, interval_ms, process_cpu, _ in pending:
+        for aggregate, interval_ms, process_cpu in pending:
             sealed = self._seal(aggregate, interval_ms, process_cpu)
             if sealed is not None:
                 if self._spool is not None:
@@ -248,6 +206,9 @@ class Uploader:
         if tick_errors > self._tick_errors_seen:
             self.errors.add("samplerErrors", tick_errors - self._tick_errors_seen)
             self._tick_errors_seen = tick_errors
+        failed_children = forksafe.take_child_restart_failures()
+        if failed_children:
+            self.errors.add("childRestartErrors", failed_children)
         if aggregate.num_times_sampled == 0 or not any(aggregate.counts):
             return None
         metrics = {
@@ -258,6 +219,8 @@ class Uploader:
             "taskSamples": float(aggregate.task_samples),
             "greenletSamples": float(aggregate.greenlet_samples),
         }
+        if aggregate.skipped_ticks:
+            metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
         if aggregate.unit_errors:
             metrics["taskSamplingErrors"] = float(aggregate.unit_errors)
         profile = aggregate.to_profile(
@@ -301,112 +264,11 @@ class Uploader:
                     self.backlog.max_bytes / 2**20,
                 )
 
-    def _configure_if_due(self) -> None:
-        now = time.monotonic()
-        if now < self._configure_at or self._sink is None or self._is_killed():
-            return
-        self._configure_at = now + self._config.reporting_interval_ms / 1000.0
-        result = self._sink.configure(self._identity())
-        if result.outcome is Outcome.ACCEPTED:
-            if result.answer:
-                should_profile = bool(result.answer.get("shouldProfile", True))
-                self._config = self._config.with_server_configuration(result.answer)
-                self._configure_at = now + self._config.reporting_interval_ms / 1000.0
-                self._on_configuration(self._config, should_profile)
-            if self._group_missing:
-                self._group_missing = False
-                self._retry_at = 0.0
-                if not result.answer:
-                    self._on_configuration(self._config, True)
-            return
-        self.errors.add("configureAgentErrors")
-        if result.outcome is Outcome.NOT_FOUND:
-            self._group_not_found(result, "configure_agent")
-        else:
-            logger.info("configure_agent failed (%s); keeping the current configuration", result.reason)
-
-    def _group_not_found(self, result: Result, operation: str) -> None:
-        if self._config.auto_create_group and self._sink is not None:
-            self.errors.add(
-                "configureAgentRnfeAutoCreateEnabledErrors"
-                if operation == "configure_agent"
-                else "postAgentProfileRnfeAutoCreateEnabledErrors"
-            )
-            platform = self._identity().configure_agent_metadata.get("ComputePlatform", "Default")
-            created = self._sink.create_group(platform)
-            if created.outcome is Outcome.ACCEPTED:
-                logger.info("created profiling group %s", self._config.profiling_group_name)
-                self._retry_at = 0.0
-                self._configure_at = 0.0
-                self._group_just_created = True
-                return
-            self.errors.add("createProfilingGroupErrors")
-        if not self._group_missing:
-            logger.warning(
-                "profiling group %r not found (%s): sampling paused; checking again every reporting interval",
-                self._config.profiling_group_name,
-                result.reason,
-            )
-        self._group_missing = True
-        self._on_configuration(self._config, False)
-
-    def _submit_due(self) -> None:
-        resent_after_create = False
-        self._group_just_created = False
-        while not self._is_killed() and not self._group_missing:
-            if time.monotonic() < self._retry_at:
-                return
-            sealed = self.backlog.oldest()
-            if sealed is None:
-                return
-            if self._submit(sealed):
-                continue
-            if not self._group_just_created or resent_after_create:
-                return
-            # The group was missing and has just been created: send the same profile again now,
-            # once, rather than after a backoff that a Lambda freeze would stretch to the next call.
-            resent_after_create = True
-            self._group_just_created = False
-
-    def _submit(self, sealed: Sealed) -> bool:
-        """One attempt; True if the backlog can move on to the next profile."""
-        assert self._sink is not None
-        sealed.attempts += 1
-        result = self._sink.submit(sealed.body, sealed.content_type, sealed.token)
-        if result.outcome is Outcome.ACCEPTED:
-            self.backlog.remove(sealed)
-            Spool.forget(sealed)
-            self._failures = 0
-            self.delivered += 1
-            return True
-        self.errors.add("postAgentProfileErrors")
-        if result.outcome is Outcome.DROP:
-            self.backlog.remove(sealed)
-            Spool.forget(sealed)
-            self.errors.restore(sealed.reported_errors)
-            self.errors.add("droppedProfiles", error=False)
-            logger.warning("profile %s dropped: the service refused it (%s)", sealed.token, result.reason)
-            return True
-        if result.outcome is Outcome.NOT_FOUND:
-            self._group_not_found(result, "post_agent_profile")
-            return False
-        self._failures += 1
-        cap = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, self._config.reporting_interval_ms / 1000.0))
-        delay = min(cap, _FIRST_BACKOFF_S * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
-        self._retry_at = time.monotonic() + delay
-        logger.info("profile %s not delivered (%s); retrying in %.1f s", sealed.token, result.reason, delay)
-        return False
-
     def _deliver_until(self, deadline: Optional[float]) -> None:
         """The final flush: encode what is pending and try each profile once more, oldest first."""
         self._encode_pending()
-        if self._sink is None or self._is_killed():
-            return
-        for sealed in list(self.backlog):
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if not self._submit(sealed):
-                return
+        if self._delivery is not None:
+            self._delivery.deliver_once(deadline)
 
     def _give_up(self) -> None:
         """At the deadline: what is still undelivered stays in the spool, or is counted as lost."""
@@ -427,13 +289,13 @@ class Uploader:
             )
 
     def _close_sink(self) -> None:
-        if self._sink is not None:
+        if self._delivery is not None:
             try:
-                self._sink.close()
+                self._delivery.sink.close()
             except Exception:  # closing is best effort
                 logger.debug("closing the sink failed", exc_info=True)
-        self._drained.set()
 
     @property
     def sink(self) -> Optional[Sink]:
-        return self._sink
+        """The sink, once built on the uploader's thread (the profiler reads a local sink's flame graph path)."""
+        return self._delivery.sink if self._delivery is not None else None

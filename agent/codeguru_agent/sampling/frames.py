@@ -8,7 +8,7 @@ whose operation name lives only there), and never reads a source file.
 import os
 import sys
 import types
-from typing import TYPE_CHECKING, Dict, Final, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Final, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import dis
@@ -307,3 +307,50 @@ def frame_name(module: str, qualname: str) -> str:
     qualname = qualname.replace(".<locals>", "")
     owner, _, function = qualname.rpartition(".")
     return f"{module}:{owner}:{function}" if owner else f"{module}:{function}"
+
+
+# What a frame is to the launcher (``codeguru-agent run``, ``python -m codeguru_agent``): the
+# program's stacks on the main thread start below the launcher's entry and runpy's frames, as they
+# would under ``python app.py``; the launcher's own work and the agent's own wait are not sampled.
+LAUNCHER: Final = 1
+"""A frame of the launcher itself (its ``main``): above the program, or the launcher's own work."""
+PROGRAM_ENTRY: Final = 2
+"""The launcher's call into runpy: the frames below it, runpy's aside, are the program's."""
+RUNPY: Final = 3
+"""A frame of runpy, which finds and loads the program (left out just below the entry)."""
+RUNPY_EXEC: Final = 4
+"""runpy's ``_run_code``, which executes the program: its callee is the program's first frame."""
+AGENT_WAIT: Final = 5
+"""The agent's wait for its first sample: a stack through it is the agent's, never sampled."""
+_LAUNCHER_MODULE: Final = "codeguru_agent.cli.run:"
+
+
+def launcher_role(name: str) -> int:
+    """A frame's role for the launcher by its call-graph name (0: none); read once per frame interned."""
+    if name.startswith(_LAUNCHER_MODULE):
+        function = name[len(_LAUNCHER_MODULE) :]
+        return PROGRAM_ENTRY if function == "_execute" else LAUNCHER if function == "main" else 0
+    if name.startswith("runpy:"):
+        return RUNPY_EXEC if name == "runpy:_run_code" else RUNPY
+    if name.startswith("codeguru_agent.") and name.endswith(":wait_for_sampling"):
+        return AGENT_WAIT
+    return 0
+
+
+def program_stack(key: Tuple[int, ...], roles: Mapping[int, int]) -> Optional[Tuple[int, ...]]:
+    """The program's part of a stack (frame ids, leaf first): ``key`` itself when no launcher frame
+    is in it, the frames that runpy's ``_run_code`` called below the launcher's entry when there is,
+    and None for a stack that is the launcher's or the agent's own (starting, waiting, loading the
+    program, stopping)."""
+    for index, frame_id in enumerate(key):
+        role = roles.get(frame_id)
+        if role in (AGENT_WAIT, LAUNCHER):
+            return None
+        if role == PROGRAM_ENTRY:
+            end = index
+            while end > 0 and roles.get(key[end - 1]) in (RUNPY, RUNPY_EXEC):
+                end -= 1
+            if end == index or roles.get(key[end]) != RUNPY_EXEC:
+                return None
+            return key[:end] or None
+    return key

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Callable, Final, Optional
+from typing import Callable, Final, List, Optional
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import native
@@ -26,8 +26,8 @@ KILLSWITCH_CHECK_S: Final = 0.5
 _IDLE_WAIT_S: Final = 0.25
 _JITTER: Final = 0.2
 _SHORT_WAIT_S: Final = 0.05
-_U64: Final = (1 << 64) - 1
-_TWO_TO_53: Final = float(1 << 53)
+_JITTER_TABLE: Final = 1024
+"""Jitter draws kept, used in turn: ten seconds of distinct intervals at 100 samples a second."""
 
 
 class Runner:
@@ -61,12 +61,19 @@ class Runner:
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
         self.cpu_s = 0.0
-        """The sampling thread's CPU time since it began to sample, updated every second and at
-        each seal (so the uploader reads it right for the interval it sends): all of it, the
-        wake-ups included, not only the ticks. Read once a second, not around every tick, where
-        two more system calls would cost each sample."""
+        """The sampling thread's CPU time since it began to sample, updated every governor window
+        (half a second) and at each seal (so the uploader reads it right for the interval it
+        sends): all of it, the wake-ups included, not only the ticks. Read once a window, not
+        around every tick, where two more system calls would cost each sample."""
         self._cpu_start = 0.0
-        self._jitter_state = int.from_bytes(os.urandom(8), "little")
+        self.host_cost_s = 0.0
+        """What the host is estimated to have lost to the ticks since sampling began (see
+        :meth:`_run`), updated with ``cpu_s``."""
+        self._attention = False
+        """Set by every control method with ``_wake``: the loop then looks at its state before the
+        next tick. Between those and its own deadlines the loop only sleeps and ticks."""
+        self._jitter = [int.from_bytes(pair, "little") / 65536.0 for pair in _pairs(os.urandom(2 * _JITTER_TABLE))]
+        """Uniform numbers in [0, 1) for the jitter, drawn once: a lookup per tick (see :func:`_pairs`)."""
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
 
     # --- control, from any thread --------------------------------------------------------------
@@ -91,6 +98,7 @@ class Runner:
     def stop(self, timeout_s: float) -> None:
         """Stop sampling; the thread seals what it has before it ends."""
         self._stop.set()
+        self._attention = True
         self._wake.set()
         thread = self._thread
         if thread is not None and not native.is_current(thread) and thread.is_alive():
@@ -116,6 +124,7 @@ class Runner:
             elif not paused and self._paused:
                 self._paused_s += max(0.0, now - self._paused_since)
             self._paused = paused
+        self._attention = True
         self._wake.set()
 
     @property
@@ -124,6 +133,7 @@ class Runner:
 
     def set_should_profile(self, should_profile: bool) -> None:
         self._should_profile = should_profile
+        self._attention = True
         self._wake.set()
 
     @property
@@ -136,6 +146,7 @@ class Runner:
         self._config = config
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
         self._governor.reconfigure(config.sampling_interval_ms)
+        self._attention = True
         self._wake.set()
 
     def seal_now(self, timeout_s: float) -> bool:
@@ -144,6 +155,7 @@ class Runner:
             return False
         self._sealed.clear()
         self._seal_now = True
+        self._attention = True
         self._wake.set()
         return self._sealed.wait(timeout_s)
 
@@ -154,71 +166,121 @@ class Runner:
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Sleep, tick, repeat; everything else only when a control method asks or a deadline passes.
+
+        The steady state is built for the host's sake: after each sleep the thread holds the GIL
+        the host gave up, with cold caches, so the loop between two sleeps is a clock read, a flag,
+        the tick and the next deadline. The kill-switch file, the seal, the idle states and the
+        governor's window wait for ``check_at`` (the earliest of their deadlines) or ``_attention``.
+
+        Each window also tells what the host lost to the ticks (``_host_cost``), the governor's
+        second input. A tick that got the GIL half a switch interval or more after its deadline
+        found a host thread running Python, which had to hand the GIL over (on a host thread's
+        own time) and wait for it back: that thread lost the tick's time and two hand-overs.
+        """
         sampler = self._sampler
         sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
         first_tick = True
         sampler.exclude_thread(native.get_ident())
         sampler.exclude_thread(self._exclude_ident())
         clock = time.monotonic
+        sleep = native.sleep
+        sample = sampler.sample
+        pause_lock = self._pause_lock
+        jitter = self._jitter
+        turn = 0
+        switch_s = sys.getswitchinterval()
+        interval_s = self._governor.interval_ms / 1000.0
         next_tick = clock()
         report_at = next_tick + self._reporting_interval_s
         window_start = next_tick
         window_cpu_start = self._cpu_start = time.thread_time()
+        held_s = contended_held_s = 0.0  # this window's ticks: their time; those that took the GIL from the host
+        ticks = contended = 0
         killswitch_checked = 0.0
+        check_at = next_tick
         idle_since: Optional[float] = None
-        while not self._stop.is_set():
+        while True:
             now = clock()
-            if now - killswitch_checked >= KILLSWITCH_CHECK_S:
-                killswitch_checked = now
-                self._killed = os.path.exists(self._config.killswitch_file)
-            if self._seal_now or now >= report_at:
-                # Idle and paused time so far belong to the interval being sealed, not to the next
-                # one: a Lambda thawed after a long freeze seals here, before it resumes.
+            if self._attention or now >= check_at:
+                self._attention = False
+                check_at = now  # until this pass reaches the tick, the next one looks again
+                if self._stop.is_set():
+                    break
+                if now - killswitch_checked >= KILLSWITCH_CHECK_S:
+                    killswitch_checked = now
+                    self._killed = os.path.exists(self._config.killswitch_file)
+                if now - window_start >= WINDOW_S:
+                    cpu = time.thread_time()
+                    switch_s = sys.getswitchinterval()
+                    cpu_s = cpu - window_cpu_start
+                    host_s = _host_cost(cpu_s, held_s, ticks, contended_held_s, contended)
+                    self._governor.observe(cpu_s, now - window_start, host_s)
+                    self.host_cost_s += host_s
+                    window_start, window_cpu_start = now, cpu
+                    held_s = contended_held_s = 0.0
+                    ticks = contended = 0
+                    self.cpu_s = cpu - self._cpu_start
+                interval_s = self._governor.interval_ms / 1000.0
+                if self._seal_now or now >= report_at:
+                    # Idle and paused time so far belong to the interval being sealed, not to the next
+                    # one: a Lambda thawed after a long freeze seals here, before it resumes.
+                    if idle_since is not None:
+                        sampler.add_paused_time(int((now - idle_since) * 1000))
+                        idle_since = now
+                    sampler.add_paused_time(self._take_paused_ms(now))
+                    self._seal()
+                    report_at = now + self._reporting_interval_s
+                    continue
+                if self._paused or self._killed or not self._should_profile:
+                    if self._paused and idle_since is not None:  # from here on the pause is timed
+                        sampler.add_paused_time(int((now - idle_since) * 1000))
+                        idle_since = None
+                    elif idle_since is None and not self._paused:
+                        idle_since = now
+                    if not self._under_way.is_set():
+                        self._under_way.set()
+                    self._wake.wait(_IDLE_WAIT_S)
+                    self._wake.clear()
+                    continue
                 if idle_since is not None:
                     sampler.add_paused_time(int((now - idle_since) * 1000))
-                    idle_since = now
-                sampler.add_paused_time(self._take_paused_ms(now))
-                self._seal()
-                report_at = now + self._reporting_interval_s
-                continue
-            if self._paused or self._killed or not self._should_profile:
-                if self._paused and idle_since is not None:  # from here on the pause is timed
-                    sampler.add_paused_time(int((now - idle_since) * 1000))
                     idle_since = None
-                elif idle_since is None and not self._paused:
-                    idle_since = now
-                if not self._under_way.is_set():
-                    self._under_way.set()
-                self._wake.wait(_IDLE_WAIT_S)
-                self._wake.clear()
-                continue
-            if idle_since is not None:
-                sampler.add_paused_time(int((now - idle_since) * 1000))
-                idle_since = None
-                next_tick = now
+                    next_tick = now
+                check_at = min(killswitch_checked + KILLSWITCH_CHECK_S, window_start + WINDOW_S, report_at)
             wait_s = next_tick - now
             if wait_s > _SHORT_WAIT_S:
                 if self._wake.wait(wait_s):
                     self._wake.clear()
                     continue
             elif wait_s > 0:
-                native.sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
-            self._tick()
+                sleep(wait_s)  # half the CPU of an Event wait; stop and pause still seen next tick
+            else:
+                next_tick = now
+            woke = clock()
+            try:
+                with pause_lock:
+                    if not self._paused:  # paused since the loop looked: Lambda may freeze the process now
+                        sample()
+            except Exception:  # never let one odd frame end profiling; counted in the next profile
+                self.tick_errors += 1
+                logger.debug("sampling tick failed", exc_info=True)
+            done = clock()
+            ticks += 1
+            held_s += done - woke
+            if woke - next_tick >= switch_s / 2:  # the GIL came from a host thread running Python
+                contended += 1
+                contended_held_s += done - woke
             if first_tick:
                 first_tick = False
                 self._under_way.set()
                 if not sampler.synthetic_leaves:
                     sampler.synthetic_leaves = self._import_dis()
-            now = clock()
-            interval_s = self._governor.interval_ms / 1000.0
-            next_tick += interval_s * (1.0 + _JITTER * (2.0 * self._uniform() - 1.0))
-            if next_tick < now:
-                next_tick = now + interval_s * self._uniform()  # fell behind: skip, never burst
-            if now - window_start >= WINDOW_S:
-                cpu = time.thread_time()
-                self._governor.observe(cpu - window_cpu_start, now - window_start)
-                window_start, window_cpu_start = now, cpu
-                self.cpu_s = cpu - self._cpu_start
+            draw = jitter[turn]
+            turn = (turn + 1) % _JITTER_TABLE
+            next_tick += interval_s * (1.0 + _JITTER * (2.0 * draw - 1.0))
+            if next_tick < done:
+                next_tick = done + interval_s * draw  # fell behind: skip, never burst
         now = clock()
         if idle_since is not None:
             sampler.add_paused_time(int((now - idle_since) * 1000))
@@ -249,16 +311,6 @@ class Runner:
                 self._paused_since = max(self._paused_since, now)
         return int(paused_s * 1000)
 
-    def _tick(self) -> None:
-        try:
-            with self._pause_lock:
-                if self._paused:  # paused since the loop looked: Lambda may freeze the process now
-                    return
-                self._sampler.sample()
-        except Exception:  # never let one odd frame end profiling; counted in the next profile
-            self.tick_errors += 1
-            logger.debug("sampling tick failed", exc_info=True)
-
     def _seal(self) -> None:
         try:
             self.cpu_s = time.thread_time() - self._cpu_start
@@ -271,14 +323,28 @@ class Runner:
             self._seal_now = False
             self._sealed.set()
 
-    def _uniform(self) -> float:
-        """A number in [0, 1) for the jitter: a 64-bit linear congruential generator, seeded from
-        ``os.urandom`` once.
 
-        Not the ``random`` module, which loads four shared libraries: the sampling thread imports
-        this module before its first sample, and each file read of an import hands the GIL back to
-        a busy host for a switch interval. Nor ``os.urandom`` each tick: a system call per sample,
-        after the sleep, costs several microseconds. Jitter needs no better randomness than this.
-        """
-        self._jitter_state = (self._jitter_state * 6364136223846793005 + 1442695040888963407) & _U64
-        return (self._jitter_state >> 11) / _TWO_TO_53
+def _host_cost(cpu_s: float, held_s: float, ticks: int, contended_held_s: float, contended: int) -> float:
+    """What the host's threads lost to one window's ticks, in seconds.
+
+    Per tick that took the GIL from a host thread: the tick's own time (the GIL was ours) and the
+    two hand-overs of the GIL around it, which the host's thread pays on its own time (it drops the
+    GIL and waits for it, then is woken when it comes back). A hand-over is the kernel's work of
+    putting one thread to sleep and waking another: the sampling thread pays the same for its own
+    wake-ups, so they are priced at its CPU outside the ticks, per tick.
+    """
+    if not ticks:
+        return 0.0
+    wake_s = max(0.0, cpu_s - held_s) / ticks
+    return contended_held_s + contended * wake_s
+
+
+def _pairs(data: bytes) -> List[bytes]:
+    """``data`` cut into two-byte pieces.
+
+    The jitter table comes from ``os.urandom`` once, when the thread starts: not the ``random``
+    module, which loads four shared libraries (the sampling thread imports this module before its
+    first sample, and each file read of an import hands the GIL back to a busy host for a switch
+    interval), nor a draw per tick, where even a few big-integer operations cost each sample.
+    """
+    return [data[i : i + 2] for i in range(0, len(data), 2)]

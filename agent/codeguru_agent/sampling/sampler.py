@@ -14,6 +14,7 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
+import logging
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import (
     Dict,
     Final,
     FrozenSet,
+    Iterable,
     List,
     Mapping,
     NamedTuple,
@@ -35,7 +37,7 @@ from typing import (
 )
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.host import native
+from codeguru_agent.host import interpreters, native
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from codeguru_agent.reporting.document import Profile
     from codeguru_agent.sampling.greenlets import GreenletSampler
     from codeguru_agent.sampling.tasks import TaskSampler
+
+logger = logging.getLogger(__name__)
 
 StackKey = Tuple[int, ...]
 """Frame ids from the leaf (first) to the root (last)."""
@@ -65,6 +69,11 @@ _LEAF_BYTES: Final = 150  # a leaf position's synthetic child (tuple key, dict s
 
 _RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
 _NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
+_SKIPPED: Final = ("skipped", -1, -1)
+"""A thread's entry in ``Sampler._threads`` when it is never sampled."""
+_MOVING: Final = ("moving", -1, -1)
+"""A thread's entry when its stack is walked at every tick (a resumable top frame, or a leaf
+still missing its synthetic child): known not to be skipped, never taken for parked."""
 
 
 class _CodeEntry:
@@ -96,6 +105,8 @@ class FrameTable:
         self.fast: Dict[int, Dict[int, int]] = {}
         self.leaf_children: Dict[Tuple[int, int], int] = {}  # (id(code), offset) -> synthetic child id, or -1
         self._ids: Dict[Frame, int] = {}
+        self.roles: Dict[int, int] = {}
+        """Frame ids of the launcher's and the agent's frames, with their role (``frames.launcher_role``)."""
         self._modules = names.ModuleNames()
         self._qualnames = names.QualifiedNames()
         self.truncated_id = self.intern(names.TRUNCATED)
@@ -108,6 +119,9 @@ class FrameTable:
             frame_id = self._ids[frame] = len(self.frames)
             self.frames.append(frame)
             self.bytes += _FRAME_BYTES
+            role = names.launcher_role(frame.name)
+            if role:
+                self.roles[frame_id] = role
         return frame_id
 
     def frame_id(self, frame: Frame) -> Optional[int]:
@@ -169,6 +183,8 @@ class Aggregate(NamedTuple):
     folded_stacks: int
     memory_bytes: int
     table: FrameTable
+    skipped_ticks: int = 0
+    """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
     task_samples: int = 0
     """Samples of asyncio tasks (units of work, not threads) among the counts."""
     greenlet_samples: int = 0
@@ -187,7 +203,7 @@ class Aggregate(NamedTuple):
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count:
+            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
         return Profile(
@@ -200,10 +216,6 @@ class Aggregate(NamedTuple):
             memory_bytes=self.memory_bytes,
             **extra,
         )
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Sampler:
@@ -219,8 +231,8 @@ class Sampler:
         self,
         config: AgentConfig,
         *,
-        clock_ms: Callable[[], int] = _wall_ms,
-        current_frames: Callable[[], Dict[int, types.FrameType]] = sys._current_frames,
+        clock: Callable[[], float] = time.time,
+        current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
         self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
@@ -228,36 +240,39 @@ class Sampler:
         self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
-        self._clock_ms = clock_ms
+        self._clock = clock
+        """Wall-clock seconds; a C function, called at every tick for the interval's end."""
         self._current_frames = current_frames
         self._units = config.asyncio_tasks
         self._max_tasks = config.max_tasks
         self._tasks: Optional[TaskSampler] = None
         self._greenlets: Optional[GreenletSampler] = None
         self._agent_threads: Set[int] = set()
-        self._excluded: Dict[int, bool] = {}
         self._table = FrameTable()
-        self._last: Dict[int, Tuple[Any, int, int]] = {}
-        """Per thread, its top frame at the last tick (or, seen there once, only its address), the
-        frame's offset and the stack id: see :meth:`sample`."""
+        self._threads: Dict[int, Tuple[Any, int, int]] = {}
+        """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
+        (an agent thread or an excluded name), or its top frame at the last tick (or, seen there
+        once, only its address), the frame's offset and the stack id: see :meth:`sample`. One
+        lookup per thread and tick, on a table the cold cache has to fetch after every sleep."""
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
         first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
-        self._reset(self._clock_ms())
+        self._reset(int(self._clock() * 1000))
 
     def _reset(self, now_ms: int) -> None:
         self._stack_ids: Dict[StackKey, int] = {}
         self._heads: Set[int] = set()
         self._stacks: List[StackKey] = []
         self._counts: List[int] = []
-        self._last.clear()
+        self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
         self._start_ms = now_ms
-        self._end_ms = now_ms
+        self._end_s = now_ms / 1000
         self._paused_ms = 0
         self._ticks = 0
         self._threads_seen = 0
         self._folded = 0
+        self._skipped = 0
         self._stack_bytes = 0
         self._task_samples = 0
         self._greenlet_samples = 0
@@ -267,66 +282,70 @@ class Sampler:
         """Never sample this thread (the agent's own threads register here)."""
         if ident is not None:
             self._agent_threads.add(ident)
-            self._excluded[ident] = True
+            self._threads[ident] = _SKIPPED
 
     def add_paused_time(self, paused_ms: int) -> None:
         """Time the profile was paused, kept out of its duration."""
         self._paused_ms += max(0, paused_ms)
 
     def sample(self) -> None:
-        """One tick: count every sampled thread's current stack once."""
+        """One tick: count every sampled thread's current stack once (none while other interpreters run).
+
+        Built for the cache the sleep left cold: the frames dict is iterated as it comes (no list
+        of its items), and each thread costs one lookup in ``_threads``; a parked thread (its top
+        frame the same object at the same offset) then costs one comparison and its count.
+        """
         frames = self._current_frames()
-        frames.pop(native.get_ident(), None)  # see the module's note on the sampler's own frame
-        items = list(frames.items())
-        del frames
-        if len(items) > self._max_threads + len(self._agent_threads):
+        if frames is None:
+            if not self._skipped:
+                logger.info("other interpreters are running: threads are not sampled until they end")
+            self._skipped += 1
+            return
+        me = native.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
+        frames.pop(me, None)  # see the module's note on the sampler's own frame
+        items: Iterable[Tuple[int, types.FrameType]] = frames.items()
+        if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
                 import random  # only with more threads than max_threads: not before the first sample
 
                 items = random.sample(items, self._max_threads)
-        last = self._last
-        excluded = self._excluded
+        threads = self._threads
         counts = self._counts
-        walk = self._walk
-        seen = 0
+        skipped = 0
         for ident, frame in items:
-            skip = excluded.get(ident)
-            if skip is None:
-                skip = self._classify(ident)
-            if skip:
+            previous = threads.get(ident)
+            if previous is not None and previous[0] is frame and previous[1] == frame.f_lasti:
+                counts[previous[2]] += 1  # parked: the same frame object at the same offset
                 continue
-            seen += 1
+            if previous is _SKIPPED or (previous is None and self._classify(ident)):
+                skipped += 1
+                continue
             lasti = frame.f_lasti
-            previous = last.get(ident)
-            if previous is not None and previous[0] is frame and previous[1] == lasti:
-                counts[previous[2]] += 1
-                continue
-            stack_id = walk(frame, lasti)
+            stack_id = self._walk(frame, lasti)
             counts[stack_id] += 1
             if frame.f_code.co_flags & _RESUMABLE_FLAGS or not self.synthetic_leaves:
                 # resumable: another caller can resume it at the same offset; or the leaf is
                 # missing its synthetic child, which the next tick adds
-                last.pop(ident, None)
+                threads[ident] = _MOVING
             elif previous is not None and previous[0] == id(frame) and previous[1] == lasti and previous[2] == stack_id:
                 # at the same place a whole interval: parked, so kept and never walked again while
                 # it stays there (only the object itself tells it from a later call at its address)
-                last[ident] = (frame, lasti, stack_id)
+                threads[ident] = (frame, lasti, stack_id)
             else:
                 # seen here once: by its address only, so that a frame that returns before the next
                 # tick frees its locals when it returns, not an interval later
-                last[ident] = (id(frame), lasti, stack_id)
-        if len(last) > seen:
-            live = {ident for ident, _ in items}
-            for ident in [ident for ident in last if ident not in live]:
-                del last[ident]
+                threads[ident] = (id(frame), lasti, stack_id)
+        if len(threads) > len(frames) + (me in threads):
+            for ident in [ident for ident in threads if ident not in frames and ident != me]:
+                del threads[ident]  # an ended thread
         if self._units:
             self._sample_units(items)
         self._ticks += 1
-        self._threads_seen += seen
-        self._end_ms = self._clock_ms()
+        self._threads_seen += len(items) - skipped
+        self._end_s = self._clock()
 
-    def _sample_units(self, items: List[Tuple[int, types.FrameType]]) -> None:
+    def _sample_units(self, items: Iterable[Tuple[int, types.FrameType]]) -> None:
         """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.
 
         Never raises: a loop that changed under the walk in some unforeseen way costs this tick's
@@ -337,8 +356,8 @@ class Sampler:
         with_greenlets = "greenlet" in modules
         if not (with_tasks or with_greenlets):
             return
-        excluded = self._excluded
-        threads = {ident: frame for ident, frame in items if not excluded.get(ident)}
+        known = self._threads
+        threads = {ident: frame for ident, frame in items if known.get(ident) is not _SKIPPED}
         try:
             if with_tasks:
                 if self._tasks is None:
@@ -408,25 +427,31 @@ class Sampler:
             ids.append(self._table.truncated_id)
         return tuple(ids)
 
-    def mark_thread(self, ident: int, top: types.FrameType, below: int, frame_id: int) -> None:
+    def mark_thread(self, ident: int, top: types.FrameType, start: types.FrameType, frame_id: int) -> None:
         """Move this tick's sample of thread ``ident`` onto the same stack with ``frame_id`` inserted
-        above its ``below`` bottom frames (where a running task begins). The thread's own stack id
-        is found again by the same walk that counted it."""
-        if self._excluded.get(ident) or frame_id < 0:
+        where ``start`` (a running task's outermost frame) begins. The thread's own stack id is found
+        again by the same walk that counted it."""
+        if self._threads.get(ident) is _SKIPPED or frame_id < 0 or start.f_back is None:
             return
         stack_id = self._walk(top, top.f_lasti)
         key = self._stacks[stack_id]
-        if self._counts[stack_id] <= 0 or len(key) <= below or key[-1] == self._table.truncated_id:
+        below = self._program_key(self.stack_below(start.f_back))
+        if self._counts[stack_id] <= 0 or below is None or len(key) <= len(below) or key[-1] == self.truncated_id:
             return
+        cut = len(key) - len(below)
+        if key[cut:] != below:
+            return  # the thread moved on while this tick read it: its sample stays as it was
         self._counts[stack_id] -= 1
-        cut = len(key) - below
         self.count_unit(key[:cut] + (frame_id,) + key[cut:], 1)
 
     def count_unit(self, key: Sequence[int], weight: int) -> None:
-        """Count ``weight`` samples of a task or greenlet on this key (leaf first), within both bounds."""
+        """Count ``weight`` samples of a task or greenlet on this key (leaf first), within both bounds;
+        under the launcher, without its frames (as the threads' stacks)."""
         if len(key) > self._max_depth:
             key = list(key[: self._max_depth - 1]) + [self._table.truncated_id]
-        stack_key = tuple(key)
+        stack_key = self._program_key(tuple(key))
+        if not stack_key:
+            return
         stack_id = self._stack_ids.get(stack_key)
         if stack_id is None:
             cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
@@ -436,11 +461,18 @@ class Sampler:
                 stack_id = self._add_stack(stack_key, cost)
         self._counts[stack_id] += weight
 
+    def _program_key(self, key: Optional[StackKey]) -> Optional[StackKey]:
+        """The program's part of a key (see ``frames.program_stack``); the key itself outside the launcher."""
+        roles = self._table.roles
+        return names.program_stack(key, roles) if key and roles else key
+
     def _classify(self, ident: int) -> bool:
+        """Whether a thread seen for the first time (this interval) is to be skipped, remembered if so."""
         thread = threading._active.get(ident)  # type: ignore[attr-defined]
-        skip = ident in self._agent_threads or (thread is not None and thread.name in self._excluded_names)
-        self._excluded[ident] = skip
-        return skip
+        if ident in self._agent_threads or (thread is not None and thread.name in self._excluded_names):
+            self._threads[ident] = _SKIPPED
+            return True
+        return False
 
     def _walk(self, frame: types.FrameType, lasti: int) -> int:
         """The stack id of the stack under ``frame``, the thread's top frame, at offset ``lasti``.
@@ -476,6 +508,10 @@ class Sampler:
             if folded:
                 self._folded += 1
             return stack_id
+        if table.roles:
+            program = names.program_stack(stack_key, table.roles)
+            if program is not stack_key:
+                return self._alias(stack_key, program, folded)
         cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
         if folded or self._stack_bytes + table.bytes + cost > self._budget_bytes:
             return self._fold(stack_key, folded)
@@ -570,6 +606,35 @@ class Sampler:
                     return stack_id
         return self._fallback_stack()
 
+    def _alias(self, key: StackKey, program: Optional[StackKey], folded: bool) -> int:
+        """A new stack with the launcher's frames at its root, or the agent's own wait in it: counted
+        as the program's part of it (``program``), or left out if it has none; ``key`` maps there
+        from now on, so the next sample of it costs one lookup."""
+        if program is None:
+            stack_id = self._left_out()
+        else:
+            stack_id = self._stack_ids.get(program, -1)
+            cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(program)
+            if stack_id >= 0:
+                self._folded += folded
+            elif folded or self._over(cost):
+                return self._fold(program, folded)
+            else:
+                stack_id = self._add_stack(program, cost)
+        if not self._over(_STACK_BYTES):
+            self._stack_ids[key] = stack_id
+            self._stack_bytes += _STACK_BYTES
+        return stack_id
+
+    def _left_out(self) -> int:
+        """The stack whose samples no profile shows: its key is empty."""
+        stack_id = self._stack_ids.get(())
+        if stack_id is None:
+            stack_id = self._stack_ids[()] = len(self._stacks)
+            self._stacks.append(())
+            self._counts.append(0)
+        return stack_id
+
     def _fallback_stack(self) -> int:
         """The one stack a sample folds into when nothing above its leaf is known: ``<Truncated>``."""
         key = (self._table.truncated_id,)
@@ -592,8 +657,8 @@ class Sampler:
 
     def seal(self, now_ms: Optional[int] = None) -> Aggregate:
         """Hand over this interval's samples and start a new interval; O(1) on the sampling thread."""
-        now = self._clock_ms() if now_ms is None else now_ms
-        end = self._end_ms if self._ticks else now
+        now = int(self._clock() * 1000) if now_ms is None else now_ms
+        end = int(self._end_s * 1000) if self._ticks else now
         aggregate = Aggregate(
             start_ms=self._start_ms,
             end_ms=end,
@@ -605,13 +670,13 @@ class Sampler:
             folded_stacks=self._folded,
             memory_bytes=self.memory_bytes(),
             table=self._table,
+            skipped_ticks=self._skipped,
             task_samples=self._task_samples,
             greenlet_samples=self._greenlet_samples,
             unit_errors=self._unit_errors,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
-        self._excluded = {ident: True for ident in self._agent_threads}
         self._reset(now)
         return aggregate
 

@@ -23,7 +23,7 @@ import weakref
 from typing import Any, Dict, Final, List, Mapping, Optional, Sequence, Set, Tuple
 
 from codeguru_agent.sampling.frames import Frame
-from codeguru_agent.sampling.units import UnitCounter, depth_of, unit_frame, weighted_subset
+from codeguru_agent.sampling.units import UnitCounter, unit_frame, weighted_subset
 
 MAX_CHAIN: Final = 64
 """Coroutines followed down one task's await chain; deeper ones are left out."""
@@ -156,8 +156,7 @@ class TaskSampler:
         running_task_id = -1
         if running is not None:
             running_task_id = self._synthetic(counter, unit_frame("task", _task_name(current)))
-            below = depth_of(running.f_back)
-            counter.mark_thread(ident, top, below, running_task_id)
+            counter.mark_thread(ident, top, running, running_task_id)
         live = {id(task): task for task in loop_tasks}
         seen.update(live)  # a task left out of this tick's subset keeps its cached chain
         parents = self._parents(loop_tasks, live)

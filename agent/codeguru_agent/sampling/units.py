@@ -31,9 +31,9 @@ class UnitCounter(Protocol):
     def stack_below(self, frame: types.FrameType) -> Optional[Tuple[int, ...]]:
         """``frame`` and its callers as a stack key, leaf first; None if the bound has no room."""
 
-    def mark_thread(self, ident: int, top: types.FrameType, below: int, frame_id: int) -> None:
-        """Insert ``frame_id`` into this tick's sample of thread ``ident`` above its ``below``
-        bottom frames: where the task or greenlet it runs begins."""
+    def mark_thread(self, ident: int, top: types.FrameType, start: types.FrameType, frame_id: int) -> None:
+        """Insert ``frame_id`` into this tick's sample of thread ``ident`` where ``start`` begins:
+        the running task's outermost frame."""
 
     def count_unit(self, key: Sequence[int], weight: int) -> None:
         """Count ``weight`` samples on this stack key (leaf first)."""
@@ -59,12 +59,3 @@ def weighted_subset(units: List[T], bound: int) -> Iterator[Tuple[T, int]]:
     chosen = random.sample(units, bound)
     for index, unit in enumerate(chosen):
         yield unit, (index + 1) * total // bound - index * total // bound
-
-
-def depth_of(frame: Optional[types.FrameType]) -> int:
-    """How many frames from ``frame`` down to the thread's root, ``frame`` included."""
-    depth = 0
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    return depth

@@ -1,0 +1,174 @@
+"""The delivery and backoff policy: which profile goes when, and what each answer means.
+
+The backlog is delivered oldest first; a profile that fails to go out holds back the ones behind
+it, and retries after an exponential backoff with jitter. A refused profile is dropped with a
+WARNING that says why. A missing profiling group pauses sampling until ConfigureAgent finds it again
+(or, with auto-create, until the group is created). ConfigureAgent is polled once per reporting
+interval. Everything here runs on the uploader's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Callable, Final, Optional
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.fleet import FleetIdentity
+from codeguru_agent.reporting.backlog import Backlog, Sealed, Spool
+from codeguru_agent.reporting.counters import ErrorCounters
+from codeguru_agent.reporting.sinks import Outcome, Result, Sink
+
+logger = logging.getLogger(__name__)
+
+_FIRST_BACKOFF_S: Final = 1.0
+_MAX_BACKOFF_S: Final = 300.0
+
+
+class Delivery:
+    """Sends the backlog through the sink, and polls ConfigureAgent, each when it is due."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        backlog: Backlog,
+        errors: ErrorCounters,
+        *,
+        config: Callable[[], AgentConfig],
+        on_configuration: Callable[[AgentConfig, bool], None],
+        identity: Callable[[], FleetIdentity],
+        is_killed: Callable[[], bool],
+    ) -> None:
+        self.sink = sink
+        self._backlog = backlog
+        self._errors = errors
+        self._config = config
+        self._on_configuration = on_configuration
+        self._identity = identity
+        self._is_killed = is_killed
+        self._failures = 0
+        self._retry_at = 0.0
+        self._group_missing = False
+        self._group_just_created = False
+        self._configure_at = 0.0
+
+    def next_wait_s(self) -> float:
+        """How long the uploader's thread may sleep before something here is due."""
+        now = time.monotonic()
+        deadlines = [self._configure_at]
+        if len(self._backlog):
+            deadlines.append(self._retry_at)
+        return max(0.05, min(deadlines) - now)
+
+    def retry_now(self) -> None:
+        """A flush: the next :meth:`submit_due` does not wait for the backoff."""
+        self._retry_at = 0.0
+
+    def configure_if_due(self) -> None:
+        """Ask ConfigureAgent once per reporting interval; apply its answer."""
+        now = time.monotonic()
+        if now < self._configure_at or self._is_killed():
+            return
+        config = self._config()
+        self._configure_at = now + config.reporting_interval_ms / 1000.0
+        result = self.sink.configure(self._identity())
+        if result.outcome is Outcome.ACCEPTED:
+            if result.answer:
+                should_profile = bool(result.answer.get("shouldProfile", True))
+                config = config.with_server_configuration(result.answer)
+                self._configure_at = now + config.reporting_interval_ms / 1000.0
+                self._on_configuration(config, should_profile)
+            if self._group_missing:
+                self._group_missing = False
+                self._retry_at = 0.0
+                if not result.answer:
+                    self._on_configuration(config, True)
+            return
+        self._errors.add("configureAgentErrors")
+        if result.outcome is Outcome.NOT_FOUND:
+            self._group_not_found(result, "configure_agent")
+        else:
+            logger.info("configure_agent failed (%s); keeping the current configuration", result.reason)
+
+    def submit_due(self) -> None:
+        """Deliver the backlog oldest first, until one fails or a retry is not yet due."""
+        resent_after_create = False
+        self._group_just_created = False
+        while not self._is_killed() and not self._group_missing:
+            if time.monotonic() < self._retry_at:
+                return
+            sealed = self._backlog.oldest()
+            if sealed is None:
+                return
+            if self._submit(sealed):
+                continue
+            if not self._group_just_created or resent_after_create:
+                return
+            # The group was missing and has just been created: send the same profile again now,
+            # once, rather than after a backoff that a Lambda freeze would stretch to the next call.
+            resent_after_create = True
+            self._group_just_created = False
+
+    def deliver_once(self, deadline: Optional[float]) -> None:
+        """The final flush: try each profile once more, oldest first, until one fails or the deadline."""
+        if self._is_killed():
+            return
+        for sealed in list(self._backlog):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if not self._submit(sealed):
+                return
+
+    def _submit(self, sealed: Sealed) -> bool:
+        """One attempt; True if the backlog can move on to the next profile."""
+        sealed.attempts += 1
+        result = self.sink.submit(sealed.body, sealed.content_type, sealed.token)
+        if result.outcome is Outcome.ACCEPTED:
+            self._backlog.remove(sealed)
+            Spool.forget(sealed)
+            self._failures = 0
+            return True
+        self._errors.add("postAgentProfileErrors")
+        if result.outcome is Outcome.DROP:
+            self._backlog.remove(sealed)
+            Spool.forget(sealed)
+            self._errors.restore(sealed.reported_errors)
+            self._errors.add("droppedProfiles", error=False)
+            logger.warning("profile %s dropped: the service refused it (%s)", sealed.token, result.reason)
+            return True
+        if result.outcome is Outcome.NOT_FOUND:
+            self._group_not_found(result, "post_agent_profile")
+            return False
+        self._failures += 1
+        cap = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, self._config().reporting_interval_ms / 1000.0))
+        delay = min(cap, _FIRST_BACKOFF_S * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        self._retry_at = time.monotonic() + delay
+        logger.info("profile %s not delivered (%s); retrying in %.1f s", sealed.token, result.reason, delay)
+        return False
+
+    def _group_not_found(self, result: Result, operation: str) -> None:
+        config = self._config()
+        if config.auto_create_group:
+            self._errors.add(
+                "configureAgentRnfeAutoCreateEnabledErrors"
+                if operation == "configure_agent"
+                else "postAgentProfileRnfeAutoCreateEnabledErrors"
+            )
+            platform = self._identity().configure_agent_metadata.get("ComputePlatform", "Default")
+            created = self.sink.create_group(platform)
+            if created.outcome is Outcome.ACCEPTED:
+                logger.info("created profiling group %s", config.profiling_group_name)
+                self._retry_at = 0.0
+                self._configure_at = 0.0
+                self._group_just_created = True
+                return
+            self._errors.add("createProfilingGroupErrors")
+        if not self._group_missing:
+            logger.warning(
+                "profiling group %r not found (%s): sampling paused; checking again every reporting interval",
+                config.profiling_group_name,
+                result.reason,
+            )
+        self._group_missing = True
+        self._on_configuration(config, False)

@@ -1,0 +1,433 @@
+"""Real servers under a real load generator: what each agent costs a web service, and what it shows.
+
+Three servers run the same two endpoints (``server_app.py``): a Flask app under gunicorn with two
+sync workers, the same under gunicorn with two gevent workers, and a Starlette app under uvicorn
+(one process, asyncio). ``wrk`` drives each on 127.0.0.1 with a fixed mix, ``/cpu`` and ``/wait``
+in turn, from 8 connections, for a fixed time and at most a fixed number of requests. The arms:
+no agent; the official agent at its default settings, started in each worker as its documentation
+says; ours at default settings and ours at 100 samples/s with the budget lifted, both started by
+its launcher (``python -m codeguru_agent -p GROUP -m gunicorn ...``), which profiles every forked
+worker. The CodeGuru agents report to our collector, every 5 s and when the worker exits.
+
+Per server and arm: requests/s, p50 and p99 latency (wrk); CPU per request (all the server's
+processes, master included, over the load) and the agent threads' CPU (all threads but each
+process's main one, where these servers run their requests), both read from the kernel's schedstat
+before and after the load; how many workers delivered profiles (the collector's); and each
+endpoint's share of the samples against its share of the time. The sample share is read from the
+stored profiles: the samples under the endpoint's handler frame over the ticks taken (these servers
+run requests on one thread per worker); the time share is the handlers' measured durations over the
+workers' lifetimes. Where requests overlap (gevent, asyncio), waiting requests' durations add up to
+more than the time they span, and a sampler of threads sees only the request that runs: the two
+shares then part, and the table shows by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Final, List, Optional, Tuple
+
+import harness
+from report import Row, Table, fmt
+
+SERVERS: Final[Dict[str, Tuple[List[str], int]]] = {
+    "gunicorn sync": (["-m", "gunicorn", "-w", "2", "-k", "sync", "server_app:flask_app"], 2),
+    "gunicorn gevent": (["-m", "gunicorn", "-w", "2", "-k", "gevent", "server_app:flask_app"], 2),
+    "uvicorn asyncio": (["-m", "uvicorn", "server_app:starlette_app", "--log-level", "warning"], 1),
+}
+"""Server: (its command after the interpreter, without the socket; its worker processes)."""
+ARMS: Final = ("none", "official", "ours-default", "ours-100")
+ENDPOINTS: Final = ("cpu", "wait")
+CONNECTIONS: Final = 8
+MAX_REQUESTS: Final = 20_000
+SHARE_POINTS: Final = 5.0
+"""Issue 15's target: an endpoint's share of the samples within 5 points of its share of the time."""
+STARTUP_TIMEOUT_S: Final = 40.0
+STOP_TIMEOUT_S: Final = 20.0
+
+
+def suite(runs: int, load_s: float) -> Tuple[List[Row], List[Table], Dict[str, Any]]:
+    """Every server under every arm, ``runs`` times each, alternating; medians per server and arm."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        why = "wrk is not installed (apt-get install -y wrk)"
+        return [Row(f"servers: {name}", "n/a", f"n/a ({why})") for name in SERVERS], [], {"error": why}
+    names = [f"{server}|{arm}" for server in SERVERS for arm in ARMS]
+    results: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
+    with harness.codeguru_endpoint() as collector:
+        database = harness.OUT_DIR / f"collector-{os.getpid()}.db"
+        for run, name in harness.alternate(names, runs):
+            server, arm = name.split("|")
+            harness.log(f"  servers: {server}, {arm}, run {run + 1}/{runs}")
+            group = re.sub(r"[^A-Za-z0-9_-]", "-", f"bench-{server}-{arm}-{run}")
+            try:
+                figures = _one(wrk, server, arm, group, collector.url, load_s)
+                figures.update(_profiles(database, group, figures.get("master_pid"), SERVERS[server][1] > 1))
+            except Exception as error:  # one server's failure must not cost the others' figures
+                figures = {"error": f"{type(error).__name__}: {error}"}
+            results[name].append(figures)
+    return _rows(results), [_table(results, runs, load_s)], {"runs": results}
+
+
+def _one(wrk: str, server: str, arm: str, group: str, url: str, load_s: float) -> Dict[str, Any]:
+    """Start the server on a socket of ours, load it with wrk, stop it, and read its workers' figures."""
+    command, _ = SERVERS[server]
+    listener = socket.socket()
+    # Accepted connections inherit it on Linux; uvicorn takes an inherited socket for a Unix one and
+    # would leave Nagle's algorithm on, each answer then waiting 40 ms for a delayed ACK.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    listener.set_inheritable(True)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    bind = ["-b", f"fd://{fd}", "--graceful-timeout", "5"] if "gunicorn" in command else ["--fd", str(fd)]
+    stats_dir = tempfile.mkdtemp(prefix="bench-stats-", dir=harness.OUT_DIR)
+    env = dict(os.environ, **harness.DUMMY_AWS_ENV)
+    env.update(BENCH_STATS_DIR=stats_dir, BENCH_GROUP=group, BENCH_ENDPOINT=url, PYTHONDONTWRITEBYTECODE="1")
+    prefix = [harness.python()]
+    if arm == "official":
+        env["BENCH_AGENT"] = "official"
+    elif arm.startswith("ours"):
+        prefix += ["-m", "codeguru_agent", "-p", group]
+        env.update(AWS_ENDPOINT_URL_CODEGURUPROFILER=url, AWS_CODEGURU_PROFILER_REPORTING_INTERVAL_MS="5000")
+        if arm == "ours-100":
+            env["AWS_CODEGURU_PROFILER_CPU_LIMIT_PERCENT"] = "100"  # the default interval is 10 ms: 100/s
+    process = subprocess.Popen(
+        prefix + command + bind,
+        cwd=harness.HERE,
+        env=env,
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    listener.close()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process)
+        time.sleep(1.0)  # the agents' start-up work, out of the measured load
+        before = _cpu(process.pid)
+        done = subprocess.run(
+            [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{load_s:g}s", "--timeout", "5s", "--latency", "-s", "mix.lua", base],
+            cwd=harness.HERE,
+            env=dict(os.environ, BENCH_MAX_REQUESTS=str(MAX_REQUESTS)),
+            capture_output=True,
+            text=True,
+            timeout=load_s + 30,
+        )
+        load = _parse_wrk(done.stdout)
+        after = _cpu(process.pid)
+        load["server_cpu_s"] = sum(after[pid][0] - before.get(pid, (0, 0))[0] for pid in after)
+        load["agent_cpu_s"] = sum(after[pid][1] - before.get(pid, (0, 0))[1] for pid in after)
+        load["load_wall_s"] = load_s
+    finally:
+        _stop(process)
+    workers = []
+    for path in Path(stats_dir).glob("*.json"):
+        workers.append(json.loads(path.read_text()))
+    shutil.rmtree(stats_dir, ignore_errors=True)
+    if not workers:
+        tail = (process.stderr.read() if process.stderr else "")[-300:]
+        raise RuntimeError(f"no worker wrote its figures (exit {process.returncode}): {tail}")
+    return {**load, "workers": workers, "master_pid": process.pid}
+
+
+def _cpu(master: int) -> Dict[int, Tuple[float, float]]:
+    """Per process of the server (the master and its workers): the CPU of all its threads, and of
+    all but its main one (the agent's: these servers run requests on the main thread), from the
+    kernel's schedstat, so that native and Python threads count alike."""
+    import psutil
+
+    try:
+        pids = [master] + [child.pid for child in psutil.Process(master).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    figures = {}
+    for pid in pids:
+        total = others = 0
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                    ns = int(handle.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            total += ns
+            if int(task) != pid:
+                others += ns
+        figures[pid] = (total / 1e9, others / 1e9)
+    return figures
+
+
+def _wait_ready(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server ended at start (exit {process.returncode})")
+        try:
+            with urllib.request.urlopen(base + "/wait", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"no answer from the server in {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, as a service manager stops a server (the workers finish, the agents flush), then a kill."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the master and its workers: a session of their own
+            process.wait()
+
+
+_UNITS: Final = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def _parse_wrk(output: str) -> Dict[str, Any]:
+    """Requests/s, p50 and p99 and the error counts from wrk's report."""
+    figures: Dict[str, Any] = {}
+    for percentile, value in re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M):
+        figures[f"p{percentile}_s"] = _seconds(value)
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk said: {output.strip()[-200:]}")
+    figures["rps"] = float(match.group(1))
+    match = re.search(r"(\d+) requests in", output)
+    figures["requests"] = int(match.group(1)) if match else None
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["bad_responses"] = int(match.group(1)) if match else 0
+    match = re.search(r"Socket errors: (.*)$", output, re.M)
+    figures["socket_errors"] = match.group(1) if match else ""
+    return figures
+
+
+def _profiles(database: Path, group: str, master_pid: Optional[int], has_master: bool) -> Dict[str, Any]:
+    """From the collector's store: the workers that delivered profiles, ticks, and samples per endpoint."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
+        documents = [
+            json.loads(row[0]) for row in db.execute("SELECT document FROM profiles WHERE group_name = ?", (group,))
+        ]
+    sources = set()
+    ticks = 0
+    samples = {endpoint: 0 for endpoint in ENDPOINTS}
+    for document in documents:
+        source = _source(document)
+        if has_master and source == master_pid:
+            continue  # the gunicorn master our launcher also profiles: it serves no request
+        sources.add(source)
+        ticks += int(document.get("agentMetadata", {}).get("numTimesSampled") or 0)
+        for endpoint, count in _endpoint_samples(document.get("callgraph", {})).items():
+            samples[endpoint] += count
+    return {"profiles": len(documents), "delivered": len(sources), "ticks": ticks, "samples": samples}
+
+
+def _source(document: Dict[str, Any]) -> Any:
+    """Which process sent a profile: its process id, or (the official agent) its start time and fleet id."""
+    debug = document.get("debugInfo") or {}
+    if "processId" in debug:
+        return debug["processId"]
+    metadata = document.get("agentMetadata") or {}
+    return json.dumps([metadata.get("fleetInfo"), debug.get("agentStartTime")], sort_keys=True)
+
+
+def _endpoint_samples(root: Dict[str, Any]) -> Dict[str, int]:
+    """Samples under each endpoint's handler frame (a name ending in ``cpu_endpoint``, ``wait_endpoint``)."""
+    totals = {endpoint: 0 for endpoint in ENDPOINTS}
+    pending: List[Tuple[Dict[str, Any], Optional[str]]] = [(root, None)]
+    while pending:
+        node, endpoint = pending.pop()
+        if endpoint is not None:
+            totals[endpoint] += sum(int(v) for v in (node.get("counts") or {}).values())
+        for name, child in (node.get("children") or {}).items():
+            below = endpoint
+            if below is None:
+                below = next((e for e in ENDPOINTS if name.endswith(f"{e}_endpoint")), None)
+            pending.append((child, below))
+    return totals
+
+
+def _summary(runs: List[Dict[str, Any]], workers: int) -> Dict[str, Any]:
+    """Medians over the runs that worked, and the per-endpoint shares over all of them."""
+    ok = [run for run in runs if "error" not in run]
+    if not ok:
+        return {"error": runs[0].get("error") if runs else "no run"}
+    figures: Dict[str, Any] = {"runs_ok": len(ok), "runs": len(runs)}
+    for key in ("rps", "p50_s", "p99_s"):
+        figures[key] = harness.median(run.get(key) for run in ok)
+    figures["cpu_per_request_s"] = harness.median(
+        run["server_cpu_s"] / run["requests"] for run in ok if run["requests"]
+    )
+    figures["agent_cpu_s"] = harness.median(run["agent_cpu_s"] for run in ok)
+    figures["agent_cpu_share"] = harness.median(run["agent_cpu_s"] / run["load_wall_s"] for run in ok)
+    figures["delivered"] = min(run.get("delivered", 0) for run in ok)
+    figures["workers"] = workers
+    figures["errors"] = sum(run.get("bad_responses", 0) for run in ok)
+    ticks = sum(run.get("ticks", 0) for run in ok)
+    alive = sum(w["alive_s"] for run in ok for w in run["workers"])
+    shares = {}
+    for endpoint in ENDPOINTS:
+        handler_s = sum(w["endpoints"][endpoint]["handler_s"] for run in ok for w in run["workers"])
+        sampled = sum(run.get("samples", {}).get(endpoint, 0) for run in ok)
+        shares[endpoint] = (100.0 * sampled / ticks if ticks else None, 100.0 * handler_s / alive if alive else None)
+    figures["shares"] = shares
+    figures["ticks"] = ticks
+    return figures
+
+
+def _share_text(shares: Dict[str, Tuple[Optional[float], Optional[float]]]) -> str:
+    parts = []
+    for endpoint, (sampled, timed) in shares.items():
+        if sampled is None or timed is None:
+            parts.append(f"{endpoint} n/a")
+        else:
+            parts.append(f"{endpoint} {sampled:.0f}% of samples / {timed:.0f}% of time")
+    return ", ".join(parts)
+
+
+def _share_gap(shares: Dict[str, Tuple[Optional[float], Optional[float]]]) -> Optional[float]:
+    gaps = [abs(s - t) for s, t in shares.values() if s is not None and t is not None]
+    return max(gaps) if len(gaps) == len(shares) else None
+
+
+def _rows(results: Dict[str, List[Dict[str, Any]]]) -> List[Row]:
+    """Per server: ours at default against no agent and the official agent, and the shares' verdict."""
+    rows = []
+    for server in SERVERS:
+        summary = {arm: _summary(results[f"{server}|{arm}"], SERVERS[server][1]) for arm in ARMS}
+        none, official, ours = (summary.get(arm, {"error": "not run"}) for arm in ("none", "official", "ours-default"))
+        throughput = _ratio(ours.get("rps"), none.get("rps"))
+        rows.append(
+            Row(
+                measure=f"{server}: requests/s with the agent at default settings (no agent {fmt(none.get('rps'))})",
+                official=_with_error(fmt(official.get("rps")), official),
+                ours=_with_error(fmt(ours.get("rps")), ours),
+                ratio="n/a" if throughput is None else f"{throughput:.3f} of no agent",
+                target="(for reference)",
+                verdict="-",
+                note=_server_note(summary),
+            )
+        )
+        for arm, label in (("ours-default", "default settings"), ("ours-100", "100/s")):
+            figures = summary.get(arm, {"error": "not run"})
+            gap = _share_gap(figures.get("shares", {})) if "error" not in figures else None
+            official_gap = _share_gap(official.get("shares", {})) if "error" not in official else None
+            rows.append(
+                Row(
+                    measure=f"{server}: each endpoint's share of samples vs of time, ours at {label}",
+                    official=_with_error(
+                        "n/a" if official_gap is None else f"off by {official_gap:.0f} points", official
+                    ),
+                    ours=_with_error("n/a" if gap is None else f"off by {gap:.0f} points", figures),
+                    target=f"<= {SHARE_POINTS:g} points",
+                    met=None if gap is None else gap <= SHARE_POINTS,
+                    note=f"ours: {_share_text(figures.get('shares', {}))}; official: "
+                    f"{_share_text(official.get('shares', {}))}",
+                )
+            )
+    return rows
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> Optional[float]:
+    return value / base if value is not None and base else None
+
+
+def _with_error(text: str, figures: Dict[str, Any]) -> str:
+    return f"n/a ({figures['error']})" if "error" in figures else text
+
+
+def _server_note(summary: Dict[str, Dict[str, Any]]) -> str:
+    parts = []
+    for arm in ARMS:
+        figures = summary[arm]
+        if "error" in figures:
+            parts.append(f"{arm}: n/a ({figures['error']})")
+            continue
+        parts.append(
+            f"{arm}: p99 {fmt(_ms(figures['p99_s']), 'ms')}, "
+            f"CPU/request {fmt(_ms(figures['cpu_per_request_s']), 'ms')}, "
+            f"agent threads {fmt(figures['agent_cpu_s'], 's')}, "
+            f"profiles from {figures['delivered']}/{figures['workers']} workers"
+        )
+    return "; ".join(parts)
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else seconds * 1000
+
+
+def _table(results: Dict[str, List[Dict[str, Any]]], runs: int, load_s: float) -> Table:
+    table = Table(
+        title=f"Real servers: /cpu and /wait in turn from {CONNECTIONS} connections (wrk, {load_s:g} s, at most "
+        f"{MAX_REQUESTS:,} requests), medians of {runs} runs; the shares over all runs",
+        headers=(
+            "server",
+            "agent",
+            "requests/s",
+            "p50",
+            "p99",
+            "CPU per request",
+            "agent threads' CPU during the load (share of one core)",
+            "workers that delivered profiles",
+            "samples taken",
+            "/cpu: share of samples / of time",
+            "/wait: share of samples / of time",
+            "runs ok",
+        ),
+    )
+    for server in SERVERS:
+        for arm in ARMS:
+            figures = _summary(results[f"{server}|{arm}"], SERVERS[server][1])
+            if "error" in figures:
+                table.rows.append([server, arm, f"n/a ({figures['error']})"] + [""] * 9)
+                continue
+            shares = figures["shares"]
+            profiled = arm != "none"
+            table.rows.append(
+                [
+                    server,
+                    arm,
+                    fmt(figures["rps"]),
+                    fmt(_ms(figures["p50_s"]), "ms"),
+                    fmt(_ms(figures["p99_s"]), "ms"),
+                    fmt(_ms(figures["cpu_per_request_s"]), "ms"),
+                    f"{fmt(figures['agent_cpu_s'], 's')} ({figures['agent_cpu_share']:.2%})",
+                    f"{figures['delivered']}/{figures['workers']}" if profiled else "-",
+                    fmt(figures["ticks"]) if profiled else "-",
+                    _pair(shares["cpu"]) if profiled else "-",
+                    _pair(shares["wait"]) if profiled else "-",
+                    f"{figures['runs_ok']}/{figures['runs']}",
+                ]
+            )
+    return table
+
+
+def _pair(share: Tuple[Optional[float], Optional[float]]) -> str:
+    sampled, timed = share
+    if sampled is None or timed is None:
+        return "n/a"
+    return f"{sampled:.0f}% / {timed:.0f}%"
