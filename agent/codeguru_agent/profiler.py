@@ -370,19 +370,28 @@ class Profiler:
         _register_multiprocessing_flush(self)
 
 
+_imports_held_for_gevent = False
+"""Whether ``before_gevent_patch_all`` holds the agent's imports, for ``on_gevent_patch_all`` to let go."""
+
+
 def before_gevent_patch_all(_event: Any = None) -> None:
     """gevent's ``will_patch_all`` plugin hook (an entry point): no agent thread may be inside an
     import while gevent replaces the import system's locks (boto3's import, begun before, then fails
     with "cannot release un-acquired lock"), so the agent's imports wait as they do for a fork."""
-    if _active is not None:
+    global _imports_held_for_gevent
+    if _active is not None and not _imports_held_for_gevent:
         forksafe.hold_imports()
+        _imports_held_for_gevent = True
 
 
 def on_gevent_patch_all(_event: Any = None) -> None:
     """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: the agent's
     imports go on; if an agent runs here, it records this thread's greenlets from now on. Never
     raises into gevent."""
-    forksafe.release_imports()
+    global _imports_held_for_gevent
+    if _imports_held_for_gevent:
+        _imports_held_for_gevent = False
+        forksafe.release_imports()
     try:
         profiler = _active
         if profiler is not None and profiler.is_running():
