@@ -124,3 +124,20 @@ def test_agent_threads_are_real_threads_even_once_threading_is_patched(monkeypat
     thread.start()
     thread.join(WAIT_S)
     assert ran_on == [thread.ident] and ran_on[0] != threading.get_ident()
+
+
+def test_the_switch_record_stays_bounded_while_no_sampler_reads_it() -> None:
+    """A stopped agent leaves the trace installed: greenlets that come and go must not pile up."""
+    done = threading.Event()
+
+    def hub_thread() -> None:
+        greenlets.track_current_thread()
+        for _ in range(5):
+            gevent.joinall([gevent.spawn(gevent.sleep, 0) for _ in range(1000)])
+        done.set()
+
+    thread = threading.Thread(target=hub_thread, daemon=True)
+    thread.start()
+    assert done.wait(WAIT_S)
+    thread.join(WAIT_S)
+    assert len(greenlets._tracker.suspended) <= 2 * 1000 + 16  # without pruning: about 3,500

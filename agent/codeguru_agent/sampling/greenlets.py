@@ -18,6 +18,9 @@ from codeguru_agent.sampling.units import UnitCounter, unit_frame, weighted_subs
 _SWITCH_EVENTS: Final = frozenset({"switch", "throw"})
 
 
+_PRUNE_AT_LEAST: Final = 1024
+
+
 class _Tracker:
     """Every greenlet seen switching out, by id, held weakly; one for the process."""
 
@@ -25,6 +28,16 @@ class _Tracker:
         self.suspended: Dict[int, weakref.ref[Any]] = {}
         self.threads: Dict[int, Optional[Callable[[str, Any], Any]]] = {}
         """Thread ident -> the trace function found there, for the threads tracked."""
+        self.prune_at = _PRUNE_AT_LEAST
+        """The size at which the trace itself drops dead greenlets: the sampler does it at each tick,
+        but a stopped agent leaves the trace installed, and a server's greenlets come and go."""
+
+    def prune(self) -> None:
+        suspended = self.suspended
+        for key, reference in list(suspended.items()):
+            if reference() is None and suspended.get(key) is reference:
+                suspended.pop(key, None)
+        self.prune_at = max(_PRUNE_AT_LEAST, 2 * len(suspended))
 
 
 _tracker = _Tracker()
@@ -44,7 +57,8 @@ def track_current_thread() -> bool:
     ident = _thread.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
     if ident in _tracker.threads:
         return True
-    suspended = _tracker.suspended
+    tracker = _tracker
+    suspended = tracker.suspended
     ref = weakref.ref
     previous: Optional[Callable[[str, Any], Any]] = None
 
@@ -52,6 +66,8 @@ def track_current_thread() -> bool:
         if event in _SWITCH_EVENTS:
             origin = args[0]
             suspended[id(origin)] = ref(origin)
+            if len(suspended) > tracker.prune_at:
+                tracker.prune()
         if previous is not None:
             return previous(event, args)
         return None

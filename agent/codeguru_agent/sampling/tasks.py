@@ -102,6 +102,8 @@ class TaskSampler:
             if len(cache) > len(seen):
                 for task_id in [task_id for task_id in cache if task_id not in seen]:
                     del cache[task_id]
+        if len(self._loop_threads) > len(loops):
+            self._loop_threads = {key: ident for key, ident in self._loop_threads.items() if key in loops}
         if len(self._bases) > len(loops):
             self._bases = {loop_id: base for loop_id, base in self._bases.items() if loop_id in loops}
         return counted
