@@ -21,10 +21,13 @@ demo: $(VENV)/.installed
 	AWS_CODEGURU_PROFILER_REPORTING_INTERVAL_MS=2000 \
 	  $(BIN)/python -m codeguru_agent --local $(DEMO_DIR) examples/order_pipeline.py
 
-## The checks that keep the code's shape (style, formatting), then the whole test suite.
+## The checks that keep the code's shape (style, formatting, types, the layers' import directions),
+## then the whole test suite.
 test: $(VENV)/.installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## Benchmarks side by side with the official agent (installs both into their own environment).

@@ -115,7 +115,9 @@ class OursTicker:
 
     def top_self_frames(self, count: int = 3) -> list[Tuple[str, str, int]]:
         """The functions with the most self samples: (function, file, samples)."""
-        profile = self._sampler.seal().to_profile()
+        from codeguru_agent.reporting.document import profile_of
+
+        profile = profile_of(self._sampler.seal())
         totals: Counter[Tuple[str, str]] = Counter()
         for stack, samples in profile.stacks.items():
             real = [frame for frame in stack if not frame.name.startswith("<")]

@@ -6,6 +6,7 @@ import socket
 import sys
 import threading
 import time
+import types
 import weakref
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, List, Tuple
@@ -13,8 +14,9 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.reporting.document import Frame
+from codeguru_agent.reporting.document import Frame, profile_of
 from codeguru_agent.sampling.sampler import Sampler
+from support.waiting import wait_until
 
 Stacks = Dict[Tuple[Frame, ...], int]
 
@@ -26,7 +28,7 @@ def names(stack: Tuple[Frame, ...]) -> List[str]:
 def sampled(sampler: Sampler, ticks: int = 1) -> Stacks:
     for _ in range(ticks):
         sampler.sample()
-    return dict(sampler.seal().to_profile().stacks)
+    return dict(profile_of(sampler.seal()).stacks)
 
 
 def thread_stacks(stacks: Stacks, function: str) -> Stacks:
@@ -277,15 +279,16 @@ def test_without_synthetic_leaves_a_leaf_gets_its_sleep_frame_once_they_are_on()
         while not stop.is_set():
             time.sleep(0.2)
 
-    with running(doze, name="dozer"):
+    sleep_line = doze.__code__.co_firstlineno + 3
+    with running(doze, name="dozer") as thread:
         assert ready.wait(5)
-        time.sleep(0.05)
+        wait_until(lambda: sys._current_frames()[thread.ident].f_lineno == sleep_line, 5, "the dozer in time.sleep")
         sampler = only_thread("dozer")
         sampler.synthetic_leaves = False
         sampler.sample()
         sampler.synthetic_leaves = True
         sampler.sample()
-        stacks = dict(sampler.seal().to_profile().stacks)
+        stacks = dict(profile_of(sampler.seal()).stacks)
         stop.set()
     by_leaf = {names(stack)[-1]: count for stack, count in stacks.items()}
     assert by_leaf.get("<Sleep>") == 1, by_leaf
@@ -307,7 +310,7 @@ def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
         for thread in threads:
             thread.join(5)
     assert aggregate.threads_seen == 4
-    profile = aggregate.to_profile()
+    profile = profile_of(aggregate)
     assert not any("test_agent_threads_excluded" in f.name for s in profile.stacks for f in s)
 
 
@@ -426,17 +429,24 @@ def test_a_tick_leaves_no_cyclic_garbage_behind() -> None:
 
     ready, release = threading.Event(), threading.Event()
     with running(Parker().park, 4, ready, release, name="parked-for-gc"):
-        ready.wait(5)
+        assert ready.wait(5)
         sampler = Sampler(AgentConfig())
         sampler.exclude_thread(threading.get_ident())  # as the agent excludes its own thread
         sampler.sample()  # the first tick resolves names and may build caches
         gc.collect()
-        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable stays in gc.garbage
         try:
             for _ in range(20):
                 sampler.sample()
-            unreachable = gc.collect()
+            gc.collect()
+            garbage_frames = [
+                item.f_code.co_name
+                for item in gc.garbage
+                if isinstance(item, types.FrameType) and item.f_code.co_name in ("sample", "park")
+            ]
         finally:
-            gc.enable()
+            gc.set_debug(0)
+            gc.garbage.clear()
         release.set()
-    assert unreachable == 0
+    # Only the frames involved: other threads of the test process may leave garbage of their own.
+    assert garbage_frames == []

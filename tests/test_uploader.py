@@ -83,7 +83,7 @@ def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
 def step(up: Uploader, retry_now: bool = True) -> None:
     up._encode_pending()
     if retry_now:
-        up._delivery._retry_at = 0.0
+        up._delivery.retry_now()  # as a flush does; the backoff itself: test_delivery.py
     up._delivery.submit_due()
 
 
@@ -102,15 +102,6 @@ def test_a_retried_profile_keeps_its_token_and_later_profiles_wait_their_turn() 
     assert len(tokens) == 4 and tokens[3] != first  # the second profile only after the first
     assert [body["start"] for _, body in sink.attempts] == [1_000, 1_000, 1_000, 2_000]
     assert not up.backlog
-
-
-def test_backoff_holds_retries_until_their_time() -> None:
-    sink = ScriptedSink(Outcome.RETRY)
-    up = uploader(sink)
-    up.enqueue(aggregate(1_000), 10.0)
-    step(up)
-    step(up, retry_now=False)
-    assert len(sink.attempts) == 1 and len(up.backlog) == 1
 
 
 def test_a_refused_profile_is_dropped_with_a_warning_and_the_next_goes_on(caplog: Any) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from codeguru_agent.version import VERSION as __version__
+
 __all__ = ["Profiler", "__version__", "start", "stop", "with_lambda_profiler"]
 
 if TYPE_CHECKING:

@@ -16,10 +16,15 @@ from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
 
 from codeguru_agent.host import forksafe, native
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # none of this is loaded on the host's thread, whose start() imports this module
     from codeguru_agent.reporting.uploader import Uploader
     from codeguru_agent.sampling.runner import Runner
     from codeguru_agent.sampling.sampler import Aggregate
+
+    BuildRunner = Callable[["Launch"], Optional[Runner]]
+    """Builds the runner on the sampling thread; None if the launch was given up meanwhile."""
+    BuildUploader = Callable[["Launch", Runner], Optional[Uploader]]
+    """Builds the uploader on its thread, once sampling is under way; None if given up meanwhile."""
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +33,6 @@ SAMPLER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-sampler"
 UPLOADER_THREAD_NAME: Final = forksafe.AGENT_THREAD_PREFIX + "-uploader"
 """The name of ``uploader.THREAD_NAME``, likewise."""
 FIRST_TICK_WAIT_S: Final = 1.0
-
-BuildRunner = Callable[["Launch"], Optional["Runner"]]
-"""Builds the runner on the sampling thread; None if the launch was given up meanwhile."""
-BuildUploader = Callable[["Launch", "Runner"], Optional["Uploader"]]
-"""Builds the uploader on its thread, once sampling is under way; None if given up meanwhile."""
 
 
 class Launch:

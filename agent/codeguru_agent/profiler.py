@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, Optional
+from typing import TYPE_CHECKING, Any, Final, Mapping, Optional, Sequence
 
 from codeguru_agent import config as configuration
 from codeguru_agent.host import forksafe, native
@@ -309,10 +309,12 @@ class Profiler:
 
     def _make_sink(self, in_child: bool) -> Any:
         if self._config.local_dir:
-            from codeguru_agent.reporting.sinks import LocalSink
+            from codeguru_agent.reporting.local import LocalSink
 
-            return LocalSink(self._config.local_dir, self._config.profiling_group_name, render_on_close=not in_child)
-        from codeguru_agent.reporting.sinks import ServiceSink
+            # A forked child's profiles join the directory; the parent writes the pages of them all.
+            pages = None if in_child else _write_local_pages
+            return LocalSink(self._config.local_dir, self._config.profiling_group_name, pages)
+        from codeguru_agent.reporting.service import ServiceSink
 
         return ServiceSink(self._config, self._aws_session)
 
@@ -431,6 +433,13 @@ def _track_greenlets(in_child: bool) -> None:
     if in_child:
         greenlets.reset_after_fork()
     greenlets.track_current_thread()
+
+
+def _write_local_pages(documents: Sequence[Mapping[str, Any]], out_path: str, title: str, output_format: str) -> str:
+    """The local sink's page writer: the viewer's, loaded only when the sink closes."""
+    from codeguru_agent.viewer.flamegraph import write_flamegraph
+
+    return write_flamegraph(documents, out_path, title, output_format)
 
 
 def _register_multiprocessing_flush(profiler: Profiler) -> None:

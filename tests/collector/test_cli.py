@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import botocore.exceptions
 import pytest
 
 from codeguru_agent.cli import collector as cli
@@ -96,3 +97,104 @@ def test_a_port_in_use_exits_1(capsys):
         assert cli.main(["--db", ":memory:", "--port", str(port)]) == 1
 
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_configure_agent_answer_comes_from_the_command_line(tmp_path):
+    answer_options = ("--should-profile", "false", "--period", "60", "--agent-parameter", "MaxStackDepth=7")
+    with spawn_collector(str(tmp_path / "db"), *answer_options) as collector:
+        collector.create_group("orders")
+
+        answer = collector.client().configure_agent(profilingGroupName="orders", fleetInstanceId="host-1")
+
+    assert answer["configuration"] == {
+        "shouldProfile": False,
+        "periodInSeconds": 60,
+        "agentParameters": {"MaxStackDepth": "7"},
+    }
+
+
+def test_the_fault_options_fail_delay_and_drop_requests_end_to_end(tmp_path):
+    faults = (
+        "--fault",
+        "PostAgentProfile:500:InternalServerException:2",
+        "--fault-delay-ms",
+        "ConfigureAgent:200",
+        "--fault-drop",
+        "ListProfilingGroups",
+    )
+    with spawn_collector(str(tmp_path / "db"), *faults) as collector:
+        collector.create_group("orders")
+        client = collector.client(max_attempts=1)
+
+        def post(token):
+            return client.post_agent_profile(
+                profilingGroupName="orders",
+                agentProfile=json.dumps(profile_document()),
+                contentType="application/json",
+                profileToken=token,
+            )
+
+        for token in ("t-1", "t-2"):
+            with pytest.raises(client.exceptions.InternalServerException):
+                post(token)
+        assert post("t-3")["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert client.configure_agent(profilingGroupName="orders")["configuration"]["shouldProfile"] is True
+        with pytest.raises(botocore.exceptions.ConnectionClosedError):
+            client.list_profiling_groups()
+        assert client.list_profiling_groups()["profilingGroupNames"] == ["orders"]
+
+        journal = collector.requests("PostAgentProfile") + collector.requests("ConfigureAgent")
+        assert [(entry["status"], entry["fault"]) for entry in journal] == [
+            (500, True),
+            (500, True),
+            (204, False),
+            (200, True),
+        ]
+        assert [entry["profileToken"] for entry in collector.profiles("orders")] == ["t-3"]
+
+
+def test_auto_create_makes_a_group_on_its_first_profile(tmp_path):
+    with spawn_collector(str(tmp_path / "db"), "--auto-create") as collector:
+        client = collector.client()
+        client.post_agent_profile(
+            profilingGroupName="new-group", agentProfile=json.dumps(profile_document()), contentType="application/json"
+        )
+
+        assert client.list_profiling_groups()["profilingGroupNames"] == ["new-group"]
+        assert len(collector.profiles("new-group")) == 1
+
+
+def test_an_unreadable_database_exits_1(tmp_path, capsys):
+    database = tmp_path / "collector.db"
+    database.write_bytes(b"this is not a SQLite database, not even its header" * 100)
+
+    assert cli.main(["--db", str(database), "--port", "0"]) == 1
+
+    assert str(database) in capsys.readouterr().err
+
+
+def test_a_request_in_flight_is_finished_on_sigterm(collector_process):
+    """The request's headers are in (the collector said ``100 Continue``) when SIGTERM arrives; its
+    body follows, and is answered and stored before the collector exits 0."""
+    collector_process.create_group("orders")
+    body = json.dumps(profile_document()).encode()
+    host, port = collector_process.url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(
+            b"POST /profilingGroups/orders/agentProfile?profileToken=in-flight HTTP/1.1\r\n"
+            + f"Host: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+            + b"Expect: 100-continue\r\n\r\n"
+        )
+        answer = connection.makefile("rb")
+        assert answer.readline().startswith(b"HTTP/1.1 100")
+        assert answer.readline() == b"\r\n"
+
+        collector_process.process.send_signal(signal.SIGTERM)
+        connection.sendall(body)
+        status = answer.readline()
+        answer.close()
+
+    assert status.startswith(b"HTTP/1.1 204"), status
+    assert collector_process.process.wait(timeout=20) == 0
+    with spawn_collector(collector_process.db_path) as restarted:
+        assert [entry["profileToken"] for entry in restarted.profiles("orders")] == ["in-flight"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
-from codeguru_agent.fleet import StaticProvider, detect, ec2
+from codeguru_agent.fleet import StaticProvider, _http, detect, ec2
 from codeguru_agent.fleet._http import MetadataError
 from codeguru_agent.fleet.default import DefaultProvider
+from fleet.conftest import FakeImds, LocalServer
 
 
 def on_ec2(url: str) -> dict:
@@ -121,3 +124,53 @@ def test_an_endpoint_that_is_not_http_is_never_opened(url):
 )
 def test_endpoint_is_chosen_as_boto3_chooses_it(env, expected):
     assert ec2.endpoint(env) == expected
+
+
+def test_the_lookup_shares_one_second_among_all_its_requests(monkeypatch):
+    """On a fake clock that moves 0.6 s with each answer, the second answer uses up the second: no
+    third request is made, and the identity goes without the details that did not come in time."""
+    now = [0.0]
+    fake = FakeImds()
+
+    def slow(method, path, headers):
+        now[0] += 0.6
+        return fake(method, path, headers)
+
+    monkeypatch.setattr(_http, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    with LocalServer(slow) as server:
+        identity = ec2.lookup(on_ec2(server.url))
+
+    assert [(seen.method, seen.path) for seen in server.requests] == [
+        ("PUT", "/latest/api/token"),
+        ("GET", "/latest/meta-data/instance-id"),
+    ]
+    assert identity.fleet_instance_id == "i-0123456789abcdef0"
+    assert "hostName" not in identity.fleet_info and "hostType" not in identity.fleet_info
+
+
+def test_connecting_waits_at_most_0_3_seconds(imds, monkeypatch):
+    timeouts = []
+    connect = socket.create_connection
+
+    def recording(address, timeout=None, *args, **kwargs):
+        timeouts.append(timeout)
+        return connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recording)
+    ec2.lookup(on_ec2(imds.url))
+
+    assert len(timeouts) == 4 and all(0 < timeout <= 0.3 for timeout in timeouts), timeouts
+
+
+def test_metadata_requests_never_go_through_an_http_proxy(imds, monkeypatch):
+    with LocalServer(lambda method, path, headers: (502, b"")) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        assert urllib.request.getproxies()["http"] == proxy.url  # what a proxy-aware client would use
+
+        identity = ec2.lookup(on_ec2(imds.url))
+
+    assert identity.fleet_instance_id == "i-0123456789abcdef0"
+    assert proxy.requests == [] and len(imds.requests) == 4

@@ -40,12 +40,16 @@ def test_the_kill_switch_stops_sampling_and_submission_until_removed(
 
     kill_file.touch()
     wait_until(lambda: profiler._runner.killed, 5, "the agent to notice the kill switch")
+    profiler.flush(10.0)  # a barrier: a request already under way when the switch was noticed is over
     noticed_ms = time.time() * 1000
     phases.next()
     deadline = time.monotonic() + OBSERVE_S
     while time.monotonic() < deadline:  # an observation window, not a wait for something to happen
         assert profiler.is_running()
         time.sleep(0.05)
+    # Still killed: this flush seals the interval and runs the uploader's loop once more, now that a
+    # ConfigureAgent and a submission are due; it would send them if the switch were ignored.
+    profiler.flush(10.0)
     phases.next()
     removed_ms = time.time() * 1000
     kill_file.unlink()

@@ -16,6 +16,7 @@ import pytest
 
 import codeguru_agent
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.reporting.document import profile_of
 from codeguru_agent.sampling.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
 from codeguru_agent.sampling.runner import Runner
 from codeguru_agent.sampling.sampler import Sampler
@@ -122,12 +123,14 @@ DEPTH = 10
 FUNCTIONS = 12
 
 
-def make_functions() -> List[Callable[..., None]]:
-    """Functions that call one another in random order, so each walk down is a new stack."""
-    namespace: Dict[str, object] = {"random": random}
+def make_functions(moved: threading.Event) -> List[Callable[..., None]]:
+    """Functions that call one another in random order, so each walk down is a new stack; each
+    walk sets ``moved`` when it reaches its leaf."""
+    namespace: Dict[str, object] = {"random": random, "MOVED": moved}
     source = "".join(
         f"def f{index}(depth, release):\n"
         f"    if depth == 0:\n"
+        f"        MOVED.set()\n"
         f"        release.wait(0.001)\n"
         f"        return\n"
         f"    FUNCTIONS[random.randrange({FUNCTIONS})](depth - 1, release)\n"
@@ -140,9 +143,11 @@ def make_functions() -> List[Callable[..., None]]:
 
 
 @pytest.fixture
-def distinct_stacks() -> Iterator[None]:
-    """Four threads forever entering new stacks (12 functions, 10 deep: 12**10 possible stacks)."""
-    functions = make_functions()
+def distinct_stacks() -> Iterator[threading.Event]:
+    """Four threads forever entering new stacks (12 functions, 10 deep: 12**10 possible stacks);
+    the event is set each time one of them reaches a new leaf."""
+    moved = threading.Event()
+    functions = make_functions(moved)
     release = threading.Event()
 
     def run() -> None:
@@ -152,25 +157,25 @@ def distinct_stacks() -> Iterator[None]:
     threads = [threading.Thread(target=run, name=f"stacks-{index}", daemon=True) for index in range(4)]
     for thread in threads:
         thread.start()
-    yield
+    yield moved
     release.set()
     for thread in threads:
         thread.join(10)
 
 
-def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: None) -> None:
+def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: threading.Event) -> None:
     config = AgentConfig(memory_limit_mb=0.1)
     bound = int(config.memory_limit_mb * 2**20)
     sampler = Sampler(config)
-    tick = threading.Event()
 
     def interval_that_folds() -> bool:
         for _ in range(300):
-            tick.wait(0.002)  # the sampling interval: the other threads move on between ticks
+            distinct_stacks.clear()
+            assert distinct_stacks.wait(5), "a thread entered a new stack since the last tick"
             sampler.sample()
             assert sampler.memory_bytes() <= bound
         aggregate = sampler.seal()
-        assert aggregate.num_times_sampled == 300 and aggregate.to_profile().stacks
+        assert aggregate.num_times_sampled == 300 and profile_of(aggregate).stacks
         return aggregate.folded_stacks > 0
 
     wait_until(interval_that_folds, 30, "an interval that reached the bound")
@@ -178,7 +183,7 @@ def test_the_sampler_s_memory_stays_within_its_bound(distinct_stacks: None) -> N
 
 
 def test_profiling_goes_on_with_a_tiny_memory_bound(
-    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distinct_stacks: None
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distinct_stacks: threading.Event
 ) -> None:
     collector.create_group(GROUP)
     use_agent_env(
@@ -216,17 +221,19 @@ def test_generated_code_stays_within_the_bound() -> None:
 
     The estimate holds the bound on every tick and the interval goes on, folding; and what the
     sampler really holds (tracemalloc: what dropping it frees, the code it kept alive included)
-    is within its estimate.
+    is within its estimate. Only memory allocated by the agent's code and by this file (the
+    generated code) is counted: other threads of the test process allocate and free their own.
     """
     config = AgentConfig(memory_limit_mb=0.1)
     bound = int(config.memory_limit_mb * 2**20)
-    release = threading.Event()
+    release, moved = threading.Event(), threading.Event()
 
     def generate() -> None:
         index = 0
         while not release.is_set():
             namespace: Dict[str, object] = {}
             exec(compile("def generated(event):\n    event.wait(0.001)\n", f"generated_{index}.py", "exec"), namespace)
+            moved.set()
             namespace["generated"](release)  # type: ignore[operator]
             index += 1
 
@@ -236,10 +243,10 @@ def test_generated_code_stays_within_the_bound() -> None:
         sampler = Sampler(config)
         for thread in threads:
             thread.start()
-        tick = threading.Event()
         try:
             for _ in range(500):
-                tick.wait(0.002)
+                moved.clear()
+                assert moved.wait(5), "new code ran since the last tick"
                 sampler.sample()
                 assert sampler.memory_bytes() <= bound
         finally:
@@ -249,11 +256,16 @@ def test_generated_code_stays_within_the_bound() -> None:
         aggregate = sampler.seal()
         estimate = aggregate.memory_bytes
         assert aggregate.folded_stacks > 0 and sum(aggregate.counts) == aggregate.threads_seen
+        ours = [
+            tracemalloc.Filter(True, str(Path(codeguru_agent.__file__).parent / "*")),
+            tracemalloc.Filter(True, __file__),
+        ]
         gc.collect()
-        held = tracemalloc.get_traced_memory()[0]
+        held = tracemalloc.take_snapshot().filter_traces(ours)
         del sampler, aggregate
         gc.collect()
-        kept = held - tracemalloc.get_traced_memory()[0]
+        freed = tracemalloc.take_snapshot().filter_traces(ours).compare_to(held, "filename")
+        kept = -sum(statistic.size_diff for statistic in freed)
     finally:
         tracemalloc.stop()
     assert estimate <= bound

@@ -79,7 +79,7 @@ def load_handler(name: Optional[str]) -> Callable[..., Any]:
     handler = getattr(module, function_name)
     if not callable(handler):
         raise HandlerNotFoundError(f"handler {name!r} is a {type(handler).__name__}, not a function")
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 def _restore_lambda_handler(name: str) -> None:

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, List, Optional, Sequence, Tuple, Union
 
-from codeguru_agent import __version__
+from codeguru_agent.version import VERSION
 
 if TYPE_CHECKING:
     from codeguru_agent.profiler import Profiler
@@ -135,7 +135,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="the agent's log level on stderr, WARNING by default (AWS_CODEGURU_PROFILER_LOG_LEVEL)",
     )
-    parser.add_argument("--version", action="version", version=f"codeguru-agent {__version__}")
+    parser.add_argument("--version", action="version", version=f"codeguru-agent {VERSION}")
     return parser
 
 

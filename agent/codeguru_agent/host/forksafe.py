@@ -233,7 +233,7 @@ def _first_protected_offset(code: types.CodeType) -> int:
     import dis
 
     parse = getattr(dis, "_parse_exception_table", None)
-    entries = parse(code) if parse is not None else dis.Bytecode(code).exception_entries
+    entries = parse(code) if parse is not None else getattr(dis.Bytecode(code), "exception_entries", ())
     return min((entry.start for entry in entries), default=len(code.co_code))
 
 
@@ -258,7 +258,7 @@ def on_fork_in_child(callback: Callable[[], None]) -> None:
     a second call in the child would start a second agent there.
     """
     _install()
-    reference = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+    reference = weakref.WeakMethod(callback)  # type: ignore[arg-type, unused-ignore]
     if reference not in _child_callbacks:
         _child_callbacks.append(reference)
 
@@ -339,7 +339,7 @@ def _agent_thread_importing() -> bool:
     frames.pop(native.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
     for ident, name in native.agent_threads():
         agents = ident is not None and ident not in _reading and name.startswith(AGENT_THREAD_PREFIX)
-        frame = frames.get(ident) if agents else None
+        frame = frames.get(ident) if agents and ident is not None else None
         while frame is not None:
             if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
                 return True

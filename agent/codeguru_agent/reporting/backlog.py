@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Iterator, List, Optional
 
+from codeguru_agent.files import write_atomically
 from codeguru_agent.host import native
-from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE
+from codeguru_agent.reporting.encoding import content_type_of, extension_for
 
 
 @dataclass
@@ -97,14 +98,9 @@ class Spool:
         os.makedirs(directory, exist_ok=True)
 
     def write(self, sealed: Sealed) -> None:
-        extension = "ion" if sealed.content_type == ION_CONTENT_TYPE else "json"
+        extension = extension_for(sealed.content_type)
         path = os.path.join(self.directory, f"{self._prefix}{sealed.start_ms}__{sealed.token}.{extension}")
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as file:
-            file.write(sealed.body)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, sealed.body, durable=True)
         sealed.spool_path = path
 
     @staticmethod
@@ -131,7 +127,6 @@ class Spool:
                     body = file.read()
             except OSError:
                 continue
-            content_type = ION_CONTENT_TYPE if parts[1] == "ion" else JSON_CONTENT_TYPE
-            found.append(Sealed(fields[1], body, content_type, int(fields[0]), spool_path=path))
+            found.append(Sealed(fields[1], body, content_type_of(parts[1]), int(fields[0]), spool_path=path))
         found.sort(key=lambda sealed: sealed.start_ms)
         return found

@@ -39,6 +39,7 @@ class Delivery:
         on_configuration: Callable[[AgentConfig, bool], None],
         identity: Callable[[], FleetIdentity],
         is_killed: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
         self._backlog = backlog
@@ -47,6 +48,8 @@ class Delivery:
         self._on_configuration = on_configuration
         self._identity = identity
         self._is_killed = is_killed
+        self._clock = clock
+        """Monotonic seconds; the retry and ConfigureAgent deadlines are read on it (a fake one in tests)."""
         self._failures = 0
         self._retry_at = 0.0
         self._group_missing = False
@@ -55,7 +58,7 @@ class Delivery:
 
     def next_wait_s(self) -> float:
         """How long the uploader's thread may sleep before something here is due."""
-        now = time.monotonic()
+        now = self._clock()
         deadlines = [self._configure_at]
         if len(self._backlog):
             deadlines.append(self._retry_at)
@@ -67,7 +70,7 @@ class Delivery:
 
     def configure_if_due(self) -> None:
         """Ask ConfigureAgent once per reporting interval; apply its answer."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._configure_at or self._is_killed():
             return
         config = self._config()
@@ -96,7 +99,7 @@ class Delivery:
         resent_after_create = False
         self._group_just_created = False
         while not self._is_killed() and not self._group_missing:
-            if time.monotonic() < self._retry_at:
+            if self._clock() < self._retry_at:
                 return
             sealed = self._backlog.oldest()
             if sealed is None:
@@ -115,7 +118,7 @@ class Delivery:
         if self._is_killed():
             return
         for sealed in list(self._backlog):
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self._clock() >= deadline:
                 return
             if not self._submit(sealed):
                 return
@@ -143,7 +146,7 @@ class Delivery:
         self._failures += 1
         cap = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, self._config().reporting_interval_ms / 1000.0))
         delay = min(cap, _FIRST_BACKOFF_S * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
-        self._retry_at = time.monotonic() + delay
+        self._retry_at = self._clock() + delay
         logger.info("profile %s not delivered (%s); retrying in %.1f s", sealed.token, result.reason, delay)
         return False
 

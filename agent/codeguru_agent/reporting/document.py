@@ -8,9 +8,12 @@ thousands of frames deep can never hit the recursion limit (the official agent d
 
 import sys
 import types
-from typing import Any, Dict, Final, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Final, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from codeguru_agent.sampling.frames import Frame
+
+if TYPE_CHECKING:  # the collector and the viewer read documents without loading the sampler
+    from codeguru_agent.sampling.sampler import Aggregate
 
 AGENT_TYPE: Final = "CodeGuruProfiler-python"
 WALL_TIME: Final = "WALL_TIME"
@@ -50,6 +53,21 @@ class Profile(NamedTuple):
     def is_empty(self) -> bool:
         """True when no thread was seen in any sample: nothing worth submitting."""
         return not self.stacks
+
+
+def profile_of(aggregate: "Aggregate", **extra: Any) -> Profile:
+    """The sealed Profile of one interval's aggregate (on the uploader's thread: resolving the
+    stacks is the sampling thread's work deferred until now)."""
+    return Profile(
+        start_ms=aggregate.start_ms,
+        end_ms=aggregate.end_ms,
+        duration_ms=aggregate.duration_ms,
+        stacks=aggregate.resolved_stacks(),
+        num_times_sampled=aggregate.num_times_sampled,
+        threads_seen=aggregate.threads_seen,
+        memory_bytes=aggregate.memory_bytes,
+        **extra,
+    )
 
 
 class Provenance(NamedTuple):

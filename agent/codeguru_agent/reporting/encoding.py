@@ -26,6 +26,20 @@ class DecodeError(ValueError):
     """The bytes are not a readable document in the declared format."""
 
 
+EXTENSIONS: Final = {JSON_CONTENT_TYPE: "json", ION_CONTENT_TYPE: "ion"}
+"""The file name extension of each encoding, for the spool and the local directory."""
+
+
+def extension_for(content_type: str) -> str:
+    """``json`` or ``ion``: the extension a profile of ``content_type`` is written with."""
+    return EXTENSIONS.get(content_type, "json")
+
+
+def content_type_of(extension: str) -> str:
+    """The content type of a profile file written with ``extension`` (JSON unless it says Ion)."""
+    return ION_CONTENT_TYPE if extension == EXTENSIONS[ION_CONTENT_TYPE] else JSON_CONTENT_TYPE
+
+
 def content_type_for(profile_format: str) -> str:
     """The Content-Type header that goes with an encoding format name ("json" or "ion")."""
     return ION_CONTENT_TYPE if profile_format == "ion" else JSON_CONTENT_TYPE

@@ -1,29 +1,23 @@
-"""Where sealed profiles go: the CodeGuru Profiler service through boto3, or a local directory.
+"""Where sealed profiles go, as the uploader sees it: the :class:`Sink` protocol and its outcomes.
 
 A sink answers each submission with an :class:`Outcome` the uploader can act on (accepted, retry
-later, drop, or the profiling group does not exist), so the retry policy lives in one place and a
-sink only translates its own errors. boto3 is imported here, lazily, on the uploader's thread.
+later, drop, or the profiling group does not exist), so the retry policy lives in one place
+(``delivery``) and a sink only translates its own errors. The sinks: the CodeGuru Profiler service
+through boto3 (``service``), or a local directory (``local``).
 """
 
 from __future__ import annotations
 
 import enum
-import logging
-import os
-import re
-import time
 from dataclasses import dataclass
-from typing import Any, Dict, Final, Mapping, Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol
 
-from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity
-from codeguru_agent.host import forksafe
-from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE
-
-logger = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
+    """What the uploader does with a profile after an attempt (see ``delivery``)."""
+
     ACCEPTED = "accepted"
     RETRY = "retry"
     DROP = "drop"
@@ -40,6 +34,8 @@ class Result:
 
 
 class Sink(Protocol):
+    """A destination of profiles; built on the uploader's thread, called only from it."""
+
     def submit(self, body: bytes, content_type: str, token: str) -> Result: ...
 
     def configure(self, identity: FleetIdentity) -> Result: ...
@@ -49,234 +45,5 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-_RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "InternalServerException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-_SERVICE_MODULES: Final = (
-    "botocore.session",
-    "botocore.config",
-    "botocore.exceptions",
-    "ssl",
-    "urllib3.util.ssl_",
-    "encodings.idna",
-)
-"""What the client and its first request import, loaded a module at a time (``forksafe.load``): a
-fork that lands while this thread holds an import lock would leave the child hanging on that
-module (``encodings.idna`` in the official agent's case), so each fork waits for one module."""
-
-
 class SetupError(Exception):
     """The agent cannot talk to the service at all (no credentials, no region): disable it."""
-
-
-class ServiceSink:
-    """The CodeGuru Profiler API through a stock botocore client, built once on the uploader's thread."""
-
-    def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
-        forksafe.load(_SERVICE_MODULES)
-        from botocore.config import Config
-
-        if aws_session is not None:  # the application's boto3 Session
-            session, default_region, create_client = aws_session, aws_session.region_name, aws_session.client
-        else:
-            session = _botocore_session(config.credential_profile)
-            default_region, create_client = session.get_config_variable("region"), session.create_client
-        region = config.region_name or default_region
-        endpoint = (
-            config.endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_CODEGURUPROFILER")
-            or os.environ.get("AWS_ENDPOINT_URL")
-        )
-        if region is None:
-            if endpoint is None:
-                raise SetupError(
-                    "no AWS region: set region_name, AWS_CODEGURU_PROFILER_TARGET_REGION or AWS_DEFAULT_REGION"
-                )
-            region = "us-east-1"  # a custom endpoint still needs a region to sign with
-        if session.get_credentials() is None:
-            raise SetupError("no AWS credentials found (environment, shared files, instance role)")
-        _import_what_the_first_request_needs()
-        self._group = config.profiling_group_name
-        self._client = create_client(
-            "codeguruprofiler",
-            region_name=region,
-            endpoint_url=config.endpoint_url,
-            config=Config(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=min(timeout_s, 5.0),
-                read_timeout=timeout_s,
-                user_agent_extra="codeguru-agent",
-            ),
-        )
-
-    def submit(self, body: bytes, content_type: str, token: str) -> Result:
-        return self._call(
-            self._client.post_agent_profile,
-            profilingGroupName=self._group,
-            agentProfile=body,
-            contentType=content_type,
-            profileToken=token,
-        )
-
-    def configure(self, identity: FleetIdentity) -> Result:
-        result = self._call(
-            self._client.configure_agent,
-            profilingGroupName=self._group,
-            fleetInstanceId=identity.fleet_instance_id,
-            metadata=dict(identity.configure_agent_metadata),
-        )
-        if result.answer is None:
-            return result
-        # boto3 wraps the AgentConfiguration (the HTTP body) in a ``configuration`` member.
-        return Result(result.outcome, result.reason, result.answer.get("configuration") or {})
-
-    def create_group(self, compute_platform: str) -> Result:
-        result = self._call(
-            self._client.create_profiling_group, profilingGroupName=self._group, computePlatform=compute_platform
-        )
-        if result.outcome is Outcome.DROP and "ConflictException" in result.reason:
-            return Result(Outcome.ACCEPTED, "already exists")
-        return result
-
-    def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # closing is best effort at shutdown
-            pass
-
-    def _call(self, operation: Any, **params: Any) -> Result:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        try:
-            answer = operation(**params)
-        except ClientError as error:
-            return _classify(error)
-        except NoCredentialsError as error:
-            return Result(Outcome.RETRY, str(error))
-        except BotoCoreError as error:  # connection refused or reset, timeouts, bad endpoints
-            return Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
-        return Result(Outcome.ACCEPTED, answer=_strip_metadata(answer))
-
-
-def _botocore_session(profile: Optional[str]) -> Any:
-    """botocore's own session, the one a boto3 Session wraps, without importing boto3.
-
-    ``import boto3`` pulls in s3transfer and ``concurrent.futures.thread``, whose import raises once
-    the interpreter has begun to shut down: exactly when a short program's agent is still setting up
-    and about to flush its only profile.
-    """
-    import botocore.session
-
-    return botocore.session.Session(profile=profile)
-
-
-def _import_what_the_first_request_needs() -> None:
-    """Load now the codec the first HTTPS request would import later (see ``_SERVICE_MODULES``)."""
-    "codeguru-profiler.us-east-1.amazonaws.com".encode("idna")
-
-
-def _classify(error: Any) -> Result:
-    details = error.response.get("Error", {})
-    code = str(details.get("Code", ""))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    reason = f"{code or 'HTTP ' + str(status)}: {details.get('Message', '')}".strip()
-    if code == "ResourceNotFoundException" or status == 404:
-        return Result(Outcome.NOT_FOUND, reason)
-    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
-        return Result(Outcome.RETRY, reason)
-    return Result(Outcome.DROP, reason)
-
-
-def _strip_metadata(answer: Mapping[str, Any]) -> Dict[str, Any]:
-    return {key: value for key, value in answer.items() if key != "ResponseMetadata"}
-
-
-class LocalSink:
-    """Writes each profile to a file in a directory, and when closed a merged flame graph page and
-    the same samples as collapsed stacks (for flamegraph.pl, speedscope or Pyroscope)."""
-
-    def __init__(self, directory: str, group: Optional[str], render_on_close: bool = True) -> None:
-        self.directory = directory
-        self._group = re.sub(r"[^\w-]", "", group or "local") or "local"
-        self.render_on_close = render_on_close
-        self.flamegraph_path: Optional[str] = None
-        self.collapsed_path: Optional[str] = None
-        os.makedirs(directory, exist_ok=True)
-
-    def submit(self, body: bytes, content_type: str, token: str) -> Result:
-        extension = "ion" if content_type == ION_CONTENT_TYPE else "json"
-        stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
-        name = f"profile-{self._group}-{stamp}-{os.getpid()}-{token[:8]}.{extension}"
-        path = os.path.join(self.directory, name)
-        try:
-            temporary = path + ".tmp"
-            with open(temporary, "wb") as file:
-                file.write(body)
-            os.replace(temporary, path)
-        except OSError as error:
-            return Result(Outcome.RETRY, f"cannot write {path}: {error}")
-        return Result(Outcome.ACCEPTED)
-
-    def configure(self, identity: FleetIdentity) -> Result:
-        return Result(Outcome.ACCEPTED, answer=None)
-
-    def create_group(self, compute_platform: str) -> Result:
-        return Result(Outcome.ACCEPTED)
-
-    def close(self) -> None:
-        """Merge every profile in the directory (forked children's too) into one flame graph.
-
-        A file that cannot be read or decoded (left by an earlier run, say) is skipped with a
-        WARNING naming it; the flame graph shows every profile that can be read.
-        """
-        if not self.render_on_close:
-            return
-        from codeguru_agent.viewer.flamegraph import write_flamegraph
-
-        try:
-            names = sorted(os.listdir(self.directory))
-        except OSError as error:  # the directory removed or made unreadable while the program ran
-            logger.warning("no flame graph: cannot list %s: %s", self.directory, error)
-            return
-        documents = []
-        for name in names:
-            if name.startswith("profile-") and name.endswith((".json", ".ion")):
-                document = self._read_profile(os.path.join(self.directory, name))
-                if document is not None:
-                    documents.append(document)
-        if not documents:
-            return
-        out = os.path.join(self.directory, "flamegraph.html")
-        try:
-            self.flamegraph_path = write_flamegraph(documents, out, title=self._group)
-            stacks = os.path.join(self.directory, "collapsed-stacks.txt")
-            self.collapsed_path = write_flamegraph(documents, stacks, self._group, "collapsed")
-        except Exception as error:  # a full disk or a bad directory must not reach the host
-            logger.warning("cannot write the flame graph %s: %s", out, error)
-
-    def _read_profile(self, path: str) -> Optional[Mapping[str, Any]]:
-        """One profile document from the directory, or None after a WARNING naming the file."""
-        from codeguru_agent.reporting.encoding import ION_CONTENT_TYPE, JSON_CONTENT_TYPE, decode
-
-        content_type = ION_CONTENT_TYPE if path.endswith(".ion") else JSON_CONTENT_TYPE
-        try:
-            with open(path, "rb") as file:
-                document = decode(file.read(), content_type)
-        except Exception as error:  # unreadable or not JSON/Ion: whatever it is, it is not ours to read
-            logger.warning("flame graph: skipped %s, which cannot be read as a profile: %s", path, error)
-            return None
-        if not isinstance(document, dict) or not isinstance(document.get("callgraph", {}), dict):
-            logger.warning("flame graph: skipped %s, which is not a profile document", path)
-            return None
-        return document

@@ -15,17 +15,17 @@ import time
 import uuid
 from typing import Callable, Final, List, Optional, Tuple
 
-from codeguru_agent import __version__
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
 from codeguru_agent.host import forksafe, native
 from codeguru_agent.reporting.backlog import Backlog, Sealed, Spool
 from codeguru_agent.reporting.counters import ErrorCounters
 from codeguru_agent.reporting.delivery import Delivery
-from codeguru_agent.reporting.document import Provenance, build_document
+from codeguru_agent.reporting.document import Provenance, build_document, profile_of
 from codeguru_agent.reporting.encoding import encode
 from codeguru_agent.reporting.sinks import SetupError, Sink
 from codeguru_agent.sampling.sampler import Aggregate
+from codeguru_agent.version import VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,14 @@ class Uploader:
             metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
         if aggregate.unit_errors:
             metrics["taskSamplingErrors"] = float(aggregate.unit_errors)
-        profile = aggregate.to_profile(
-            cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
+        profile = profile_of(
+            aggregate, cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
         )
         identity = self._identity()
         reported = self.errors.take()
         provenance = Provenance(
             fleet_info=identity.fleet_info,
-            agent_version=__version__,
+            agent_version=VERSION,
             agent_start_time=self._started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             process_id=os.getpid(),
             errors=reported,

@@ -137,7 +137,7 @@ def _names_loaded_on_line(code: types.CodeType, offset: int) -> FrozenSet[str]:
 
 
 def _keyword_names_on_line(code: types.CodeType, offset: int) -> FrozenSet[str]:
-    names: set = set()
+    names: set[str] = set()
     try:
         for instruction in _line_instructions(code, offset):
             if isinstance(instruction.argval, tuple):
@@ -247,7 +247,7 @@ class QualifiedNames:
         self._indexed_modules: Dict[str, Dict[types.CodeType, str]] = {}
 
     def qualname(self, code: types.CodeType, module_name: str) -> str:
-        qualname = getattr(code, "co_qualname", None)
+        qualname: Optional[str] = getattr(code, "co_qualname", None)  # 3.11+
         if qualname is not None:
             return qualname
         index = self._indexed_modules.get(module_name)
@@ -264,7 +264,7 @@ def _index_module_functions(module_name: str) -> Dict[types.CodeType, str]:
     if module is None:
         return index
     pending: List[Tuple[str, object]] = [("", module)]
-    seen: set = set()
+    seen: set[int] = set()
     while pending:
         prefix, owner = pending.pop()
         if id(owner) in seen:

@@ -82,9 +82,10 @@ def reset_after_fork() -> None:
     import _thread
 
     ident = _thread.get_ident()
-    kept = _tracker.threads.get(ident, False)
+    tracked = ident in _tracker.threads
+    kept = _tracker.threads.get(ident)
     _tracker.threads.clear()
-    if kept is not False:
+    if tracked:
         _tracker.threads[ident] = kept
 
 

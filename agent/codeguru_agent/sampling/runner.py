@@ -72,6 +72,8 @@ class Runner:
         self._attention = False
         """Set by every control method with ``_wake``: the loop then looks at its state before the
         next tick. Between those and its own deadlines the loop only sleeps and ticks."""
+        self._new_limits = False
+        """Set by ``apply()``: the sampler takes the new depth and memory bound before its next tick."""
         self._jitter = [int.from_bytes(pair, "little") / 65536.0 for pair in _pairs(os.urandom(2 * _JITTER_TABLE))]
         """Uniform numbers in [0, 1) for the jitter, drawn once: a lookup per tick (see :func:`_pairs`)."""
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
@@ -146,6 +148,7 @@ class Runner:
         self._config = config
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
         self._governor.reconfigure(config.sampling_interval_ms)
+        self._new_limits = True
         self._attention = True
         self._wake.set()
 
@@ -210,6 +213,9 @@ class Runner:
                 if now - killswitch_checked >= KILLSWITCH_CHECK_S:
                     killswitch_checked = now
                     self._killed = os.path.exists(self._config.killswitch_file)
+                if self._new_limits:  # the sampler is this thread's alone: it takes them between ticks
+                    self._new_limits = False
+                    sampler.set_limits(self._config)
                 if now - window_start >= WINDOW_S:
                     cpu = time.thread_time()
                     switch_s = sys.getswitchinterval()
@@ -225,18 +231,15 @@ class Runner:
                 if self._seal_now or now >= report_at:
                     # Idle and paused time so far belong to the interval being sealed, not to the next
                     # one: a Lambda thawed after a long freeze seals here, before it resumes.
-                    if idle_since is not None:
-                        sampler.add_paused_time(int((now - idle_since) * 1000))
-                        idle_since = now
+                    idle_since = self._count_idle(idle_since, now, still_idle=True)
                     sampler.add_paused_time(self._take_paused_ms(now))
                     self._seal()
                     report_at = now + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
-                    if self._paused and idle_since is not None:  # from here on the pause is timed
-                        sampler.add_paused_time(int((now - idle_since) * 1000))
-                        idle_since = None
-                    elif idle_since is None and not self._paused:
+                    if self._paused:  # from here on the pause is timed
+                        idle_since = self._count_idle(idle_since, now, still_idle=False)
+                    elif idle_since is None:
                         idle_since = now
                     if not self._under_way.is_set():
                         self._under_way.set()
@@ -244,8 +247,7 @@ class Runner:
                     self._wake.clear()
                     continue
                 if idle_since is not None:
-                    sampler.add_paused_time(int((now - idle_since) * 1000))
-                    idle_since = None
+                    idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
                 check_at = min(killswitch_checked + KILLSWITCH_CHECK_S, window_start + WINDOW_S, report_at)
             wait_s = next_tick - now
@@ -282,8 +284,7 @@ class Runner:
             if next_tick < done:
                 next_tick = done + interval_s * draw  # fell behind: skip, never burst
         now = clock()
-        if idle_since is not None:
-            sampler.add_paused_time(int((now - idle_since) * 1000))
+        self._count_idle(idle_since, now, still_idle=False)
         sampler.add_paused_time(self._take_paused_ms(now))
         self._seal()
 
@@ -301,6 +302,17 @@ class Runner:
         except Exception:  # a stripped-down interpreter: plain leaves, as before the import
             return False
         return True
+
+    def _count_idle(self, idle_since: Optional[float], now: float, still_idle: bool) -> Optional[float]:
+        """Count the idle time since ``idle_since`` (killed, or told not to profile) up to ``now`` as
+        paused; returns when the idle time still to count began (``now``, or None once it is over).
+
+        Idle time, like paused time, is kept out of the profile's duration.
+        """
+        if idle_since is None:
+            return None
+        self._sampler.add_paused_time(int((now - idle_since) * 1000))
+        return now if still_idle else None
 
     def _take_paused_ms(self, now: float) -> int:
         """The paused time up to ``now`` not yet handed over, restarting the count of a pause in progress."""

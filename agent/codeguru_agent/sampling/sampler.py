@@ -23,6 +23,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Collection,
     Dict,
     Final,
     FrozenSet,
@@ -42,7 +43,6 @@ from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
 if TYPE_CHECKING:
-    from codeguru_agent.reporting.document import Profile
     from codeguru_agent.sampling.greenlets import GreenletSampler
     from codeguru_agent.sampling.tasks import TaskSampler
 
@@ -192,30 +192,16 @@ class Aggregate(NamedTuple):
     unit_errors: int = 0
     """Ticks whose tasks or greenlets could not be read (the threads' samples were kept)."""
 
-    def to_profile(self, **extra: Any) -> "Profile":
-        """Resolve frame ids into root-first frame stacks (run this off the sampling thread).
-
-        The document module is imported here, on the uploader's thread, not by the sampling thread
-        before its first sample.
-        """
-        from codeguru_agent.reporting.document import Profile
-
+    def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
+        """Frame ids resolved into root-first frame stacks, with their counts (run this off the
+        sampling thread). The samples left out (the empty key, see ``Sampler._left_out``) are not in it."""
         frames = self.table.frames
         stacks: Dict[Tuple[Frame, ...], int] = {}
         for key, count in zip(self.stacks, self.counts):
-            if count and key:  # the empty key holds the samples left out (see Sampler._left_out)
+            if count and key:
                 stack = tuple(frames[frame_id] for frame_id in reversed(key))
                 stacks[stack] = stacks.get(stack, 0) + count
-        return Profile(
-            start_ms=self.start_ms,
-            end_ms=self.end_ms,
-            duration_ms=self.duration_ms,
-            stacks=stacks,
-            num_times_sampled=self.num_times_sampled,
-            threads_seen=self.threads_seen,
-            memory_bytes=self.memory_bytes,
-            **extra,
-        )
+        return stacks
 
 
 class Sampler:
@@ -234,12 +220,8 @@ class Sampler:
         clock: Callable[[], float] = time.time,
         current_frames: Callable[[], Optional[Dict[int, types.FrameType]]] = interpreters.current_frames,
     ) -> None:
-        self._max_depth = config.max_stack_depth
         self._max_threads = config.max_threads
         self._excluded_names: FrozenSet[str] = config.excluded_threads
-        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
-        # room kept for the one stack every sample can fold into when nothing above it is known
-        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._clock = clock
         """Wall-clock seconds; a C function, called at every tick for the interval's end."""
         self._current_frames = current_frames
@@ -254,11 +236,24 @@ class Sampler:
         (an agent thread or an excluded name), or its top frame at the last tick (or, seen there
         once, only its address), the frame's offset and the stack id: see :meth:`sample`. One
         lookup per thread and tick, on a table the cold cache has to fetch after every sleep."""
+        self.set_limits(config)
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
         first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
         self._reset(int(self._clock() * 1000))
+
+    def set_limits(self, config: AgentConfig) -> None:
+        """The stack depth and memory bound, from the next sample on (the service's answer may change them).
+
+        Called on the sampling thread, between ticks. A thread whose stack would be reused from the
+        last tick is walked again, so that the new depth applies to it too.
+        """
+        self._max_depth = config.max_stack_depth
+        self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
+        # room kept for the one stack every sample can fold into when nothing above it is known
+        self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
+        self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
 
     def _reset(self, now_ms: int) -> None:
         self._stack_ids: Dict[StackKey, int] = {}
@@ -303,7 +298,7 @@ class Sampler:
             return
         me = native.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
         frames.pop(me, None)  # see the module's note on the sampler's own frame
-        items: Iterable[Tuple[int, types.FrameType]] = frames.items()
+        items: Collection[Tuple[int, types.FrameType]] = frames.items()
         if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:

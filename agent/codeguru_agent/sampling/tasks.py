@@ -233,7 +233,7 @@ class TaskSampler:
 
     def _running_ids(self, top: types.FrameType, running: Optional[types.FrameType], counter: UnitCounter) -> List[int]:
         """The running task's frames (its tasks' parent frames), from the thread's real stack."""
-        frames = []
+        frames: List[types.FrameType] = []
         frame: Optional[types.FrameType] = top
         while frame is not None and len(frames) < counter.max_depth:
             frames.append(frame)
@@ -360,11 +360,12 @@ def _driven(wrapper: Any) -> Any:
 
 def _outermost_frame(coro: Any) -> Optional[types.FrameType]:
     kind = type(coro)
+    frame: Optional[types.FrameType] = None
     if kind is _CORO:
-        return coro.cr_frame
-    if kind is _GEN:
-        return coro.gi_frame
-    return None
+        frame = coro.cr_frame
+    elif kind is _GEN:
+        frame = coro.gi_frame
+    return frame
 
 
 def _in_stack(target: Optional[types.FrameType], top: Optional[types.FrameType]) -> bool:

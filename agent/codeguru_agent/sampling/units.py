@@ -17,10 +17,15 @@ NAME_CHARS: Final = 80
 class UnitCounter(Protocol):
     """The sampler's side: frame ids and stack counts in its current interval."""
 
-    max_depth: int
-    table: object
-    """The frame table the ids belong to: a new one (after a seal) makes every cached id stale."""
-    truncated_id: int
+    @property
+    def max_depth(self) -> int: ...
+
+    @property
+    def table(self) -> object:
+        """The frame table the ids belong to: a new one (after a seal) makes every cached id stale."""
+
+    @property
+    def truncated_id(self) -> int: ...
 
     def synthetic_id(self, frame: Frame) -> int:
         """The id of a synthetic frame, or -1 if the memory bound has no room for it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Final, Iterable, List, Mapping, Optional, Sequence
 
+from codeguru_agent.files import write_atomically
 from codeguru_agent.viewer import collapsed, html, pprof, speedscope
 from codeguru_agent.viewer.model import CallTree, describe_documents, merge_documents
 
@@ -71,14 +72,7 @@ def write_flamegraph(
     listed: List[Mapping[str, Any]] = list(documents)
     content = render(listed, title, output_format, None if baseline is None else list(baseline))
     path = os.path.abspath(out_path)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_atomically(path, content)
     return path
 
 

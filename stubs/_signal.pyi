@@ -1,0 +1,6 @@
+from typing import Final
+
+SIG_BLOCK: Final[int]
+
+def pthread_sigmask(how: int, mask: object, /) -> set[int]: ...
+def valid_signals() -> set[int]: ...

@@ -1,0 +1,9 @@
+from typing import Any
+
+class BotoCoreError(Exception): ...
+class NoCredentialsError(BotoCoreError): ...
+
+class ClientError(Exception):
+    response: dict[str, Any]
+    operation_name: str
+    def __init__(self, error_response: dict[str, Any], operation_name: str) -> None: ...

@@ -1,0 +1,4 @@
+class svmem:
+    total: int
+
+def virtual_memory() -> svmem: ...
