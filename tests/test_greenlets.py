@@ -13,7 +13,7 @@ import pytest
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import native
-from codeguru_agent.reporting.document import Frame
+from codeguru_agent.reporting.document import Frame, profile_of
 from codeguru_agent.sampling.sampler import Sampler
 
 gevent = pytest.importorskip("gevent")
@@ -74,7 +74,7 @@ def test_suspended_greenlets_are_samples_under_their_name_and_the_running_one_is
     release.set()
     thread.join(WAIT_S)
     aggregate = sampler.seal()
-    paths = greenlet_paths(aggregate.to_profile().stacks)
+    paths = greenlet_paths(profile_of(aggregate).stacks)
     assert paths.get(("<greenlet wait_for_order>", "wait_for_order")) == 9, paths
     assert paths.get(("<greenlet nightly-report>", "nap", "sleep")) == 3, paths
     assert not any("Hub" in path[0] for path in paths), "the hub is the idle thread, not a unit"
@@ -96,7 +96,7 @@ def test_dead_greenlets_are_forgotten() -> None:
     thread.join(WAIT_S)
     sampler = Sampler(AgentConfig())
     sampler.sample()
-    names = greenlet_paths(sampler.seal().to_profile().stacks)
+    names = greenlet_paths(profile_of(sampler.seal()).stacks)
     assert not any("<greenlet sleep>" in path for path in names)
     assert all(reference() is None or not reference().dead for reference in greenlets._tracker.suspended.values())
 

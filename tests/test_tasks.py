@@ -17,7 +17,7 @@ from typing import Any, Callable, Coroutine, Dict, Iterator, List, Tuple
 import pytest
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.reporting.document import Frame
+from codeguru_agent.reporting.document import Frame, profile_of
 from codeguru_agent.sampling import tasks as task_sampling
 from codeguru_agent.sampling.sampler import Aggregate, Sampler
 
@@ -115,7 +115,7 @@ def test_each_suspended_task_is_a_sample_under_the_loop_base_a_task_frame_and_it
 
     with loop_thread(main):
         aggregate = sample(ticks=4)
-    paths = unit_paths(aggregate.to_profile().stacks)
+    paths = unit_paths(profile_of(aggregate).stacks)
     chain = ("handler", "fetch_user", "backend", "sleep", "<await sleep>")
     by_task = {path[1]: count for path, count in paths.items() if path[2:] == chain and path[0] == "_run_once"}
     assert by_task.get("<task checkout>") == 4, paths  # the program's own name is kept
@@ -136,7 +136,7 @@ def test_a_gather_of_three_coroutines_shows_three_children_under_the_parents_fra
         request.cancel()
 
     with loop_thread(main):
-        paths = unit_paths(sample(ticks=3).to_profile().stacks)
+        paths = unit_paths(profile_of(sample(ticks=3)).stacks)
     under_parent = {
         path[3:5]: count
         for path, count in paths.items()
@@ -164,7 +164,7 @@ def test_an_awaited_task_appears_below_the_task_awaiting_it() -> None:
         task.cancel()
 
     with loop_thread(main):
-        paths = unit_paths(sample(ticks=2).to_profile().stacks)
+        paths = unit_paths(profile_of(sample(ticks=2)).stacks)
     assert (
         paths.get(
             (
@@ -198,7 +198,7 @@ def test_task_group_children_appear_below_the_task_that_opened_the_group() -> No
         batch.cancel()
 
     with loop_thread(main):
-        paths = unit_paths(sample(ticks=2).to_profile().stacks)
+        paths = unit_paths(profile_of(sample(ticks=2)).stacks)
     under_group = {
         path[4]: count
         for path, count in paths.items()
@@ -226,7 +226,7 @@ def test_a_running_task_is_seen_once_in_the_threads_real_stack_marked_by_its_tas
     with loop_thread(main):
         assert inside.wait(WAIT_S)
         aggregate = sample(ticks=3)
-    paths = unit_paths(aggregate.to_profile().stacks)
+    paths = unit_paths(profile_of(aggregate).stacks)
     running = [path for path in paths if "<task cruncher>" in path]
     assert len(running) == 1, paths
     path = running[0]
@@ -257,7 +257,7 @@ def test_an_async_generator_in_the_chain_is_followed_through_its_asend_object() 
         task.cancel()
 
     with loop_thread(main):
-        paths = unit_paths(sample(ticks=1).to_profile().stacks)
+        paths = unit_paths(profile_of(sample(ticks=1)).stacks)
     assert ("_run_once", "<task consumer>", "consume", "rows", "backend", "sleep", "<await sleep>") in paths, paths
 
 
@@ -272,7 +272,7 @@ def test_more_tasks_than_the_bound_are_sampled_as_a_weighted_subset() -> None:
 
     with loop_thread(main):
         aggregate = sample(ticks=3, max_tasks=7)
-    paths = unit_paths(aggregate.to_profile().stacks)
+    paths = unit_paths(profile_of(aggregate).stacks)
     assert aggregate.task_samples == 3 * 51, "7 walked a tick, weighted to stand for all 51 (main's task too)"
     assert sum(paths.values()) == 3 * 51
     assert sum(count for path, count in paths.items() if "<task fetch_user>" in path) >= 3 * 40
@@ -307,7 +307,7 @@ def test_task_sampling_can_be_turned_off() -> None:
 
     with loop_thread(main):
         aggregate = sample(ticks=2, asyncio_tasks=False)
-    assert unit_paths(aggregate.to_profile().stacks) == {} and aggregate.task_samples == 0
+    assert unit_paths(profile_of(aggregate).stacks) == {} and aggregate.task_samples == 0
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="loops are read from run_forever's frame from 3.13 on")
@@ -361,7 +361,7 @@ def test_uvloop_tasks_are_sampled_once_a_tick_has_seen_the_loop_run_one() -> Non
         release.set()
         thread.join(WAIT_S)
         loop.close()
-    paths = unit_paths(aggregate.to_profile().stacks)
+    paths = unit_paths(profile_of(aggregate).stacks)
     waiting = ("<task fetch_orders>", "fetch_orders", "backend", "sleep", "<await sleep>")
     assert sum(count for path, count in paths.items() if path[-5:] == waiting) == 2, paths
 
