@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from typing import Any, Dict, List, Tuple
 
@@ -12,6 +14,7 @@ from codeguru_agent.reporting.document import Frame
 from codeguru_agent.reporting.sinks import Outcome, Result
 from codeguru_agent.reporting.uploader import Uploader
 from codeguru_agent.sampling.sampler import Aggregate, FrameTable
+from support.waiting import wait_until
 
 
 class ScriptedSink:
@@ -81,7 +84,9 @@ def uploader(sink: ScriptedSink, **options: Any) -> Uploader:
 
 
 def step(up: Uploader, retry_now: bool = True) -> None:
+    """One turn of the uploader's loop: encode, ask ConfigureAgent when due, submit."""
     up._encode_pending()
+    up._delivery.configure_if_due()
     if retry_now:
         up._delivery.retry_now()  # as a flush does; the backoff itself: test_delivery.py
     up._delivery.submit_due()
@@ -186,3 +191,56 @@ def test_empty_intervals_are_not_submitted() -> None:
     up.enqueue(aggregate(1_000, samples=0), 10.0)
     step(up)
     assert sink.attempts == []
+
+
+def test_a_spool_directory_that_went_away_is_counted_and_delivery_goes_on(tmp_path: Any, caplog: Any) -> None:
+    spool = tmp_path / "spool"
+    sink = ScriptedSink()
+    config = AgentConfig(profiling_group_name="G", spool_dir=str(spool))
+    up = Uploader(
+        config,
+        sink_factory=lambda: sink,
+        fleet_factory=Host,
+        on_configuration=lambda c, should: None,
+        on_disabled=lambda reason: None,
+        is_killed=lambda: False,
+        sampler_stats=lambda: (0.0, 0),
+    )
+    spool.rmdir()  # made when the uploader was built, removed before its thread reads it
+
+    with caplog.at_level("WARNING", logger="codeguru_agent"):
+        assert up._setup() is not None
+    up.enqueue(aggregate(1_000), 10.0)
+    step(up)
+
+    assert [body["debugInfo"]["errorsCount"].get("spoolErrors") for _, body in sink.attempts] == [1]
+    assert any("cannot read the spool" in record.getMessage() for record in caplog.records)
+
+
+class FailingOnceSink(ScriptedSink):
+    """A sink with a bug: its first submission raises instead of answering."""
+
+    def submit(self, body: bytes, content_type: str, token: str) -> Result:
+        if not self.attempts:
+            self.attempts.append((token, json.loads(body)))
+            raise RuntimeError("sink bug")
+        return super().submit(body, content_type, token)
+
+
+def test_a_failing_step_is_counted_and_the_uploaders_thread_goes_on() -> None:
+    sink = FailingOnceSink()
+    up = uploader(sink)
+    thread = threading.Thread(target=up.run, name="test-uploader", daemon=True)
+    up.adopt(thread)
+    thread.start()
+    try:
+        up.enqueue(aggregate(1_000), 10.0)
+        wait_until(lambda: len(sink.attempts) >= 2, 10, "the profile tried again after the failed step")
+        up.enqueue(aggregate(2_000), 10.0)
+        wait_until(lambda: len(sink.attempts) >= 3, 10, "the next profile")
+    finally:
+        assert up.drain(time.monotonic() + 10)
+        thread.join(10)
+
+    assert [body["start"] for _, body in sink.attempts] == [1_000, 1_000, 2_000]
+    assert [body["debugInfo"]["errorsCount"].get("uploaderErrors") for _, body in sink.attempts] == [None, None, 1]

@@ -46,6 +46,10 @@ def _arn_pattern() -> Any:
     return re.compile(_ARN_REGEX, re.ASCII)
 
 
+class UnknownOption(TypeError):
+    """A keyword argument that names no option: the one mistake that raises, at the call site."""
+
+
 class AgentConfig(NamedTuple):
     """Everything the agent needs to know, resolved once when it starts.
 
@@ -346,7 +350,7 @@ def _arguments(arguments: Mapping[str, Any], warn: Warn, reject: Reject) -> Dict
             continue
         option = _BY_FIELD.get(name)
         if option is None:
-            raise TypeError(f"unknown codeguru_agent option {name!r}")
+            raise UnknownOption(f"unknown codeguru_agent option {name!r}")
         try:
             values[name] = (_coerce(option, value), f"the {name} argument")
         except _Invalid as reason:

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Final, Mapping, Optional, Sequence
 
 from codeguru_agent import config as configuration
 from codeguru_agent.host import forksafe, native
@@ -50,6 +50,24 @@ class Profiler:
         environment_override: Optional[dict] = None,
         **options: Any,
     ) -> None:
+        self._set_up_failed = False
+        try:
+            self._set_up(profiling_group_name, region_name, aws_session, fleet, environment_override, options)
+        except configuration.UnknownOption:
+            raise  # a typo in the host's code: the one mistake its developer must see at once
+        except Exception:  # a broken environment or a bug of ours: the host runs on, unprofiled
+            logger.warning("CodeGuru profiler disabled: it could not be set up", exc_info=True)
+            self._set_up_disabled(aws_session, fleet)
+
+    def _set_up(
+        self,
+        profiling_group_name: Optional[str],
+        region_name: Optional[str],
+        aws_session: Any,
+        fleet: Optional[FleetProvider],
+        environment_override: Optional[dict],
+        options: Dict[str, Any],
+    ) -> None:
         arguments = dict(
             options,
             profiling_group_name=profiling_group_name,
@@ -75,6 +93,20 @@ class Profiler:
         self._at_exit_registered = False
         if self._config.log_level:
             logging.getLogger("codeguru_agent").setLevel(self._config.log_level)
+
+    def _set_up_disabled(self, aws_session: Any, fleet: Optional[FleetProvider]) -> None:
+        """What a profiler that could not be set up holds: every public call works and does nothing."""
+        self._set_up_failed = True
+        self._config = configuration.AgentConfig(enabled=False)
+        self._group_refused = False
+        self._aws_session = aws_session
+        self._fleet = fleet
+        self._runner = None
+        self._uploader = None
+        self._launch = None
+        self._running = False
+        self._paused = False
+        self._at_exit_registered = False
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -216,6 +248,8 @@ class Profiler:
         return f"profiling group {self._config.profiling_group_name!r}"
 
     def _can_start(self) -> bool:
+        if self._set_up_failed:  # said so with a WARNING when it was made
+            return False
         if not self._config.enabled:
             logger.info("CodeGuru profiler is disabled (AWS_CODEGURU_PROFILER_ENABLED=false)")
             return False
@@ -471,7 +505,7 @@ def start(profiling_group_name: Optional[str] = None, **options: Any) -> Optiona
             profiler = Profiler(profiling_group_name=profiling_group_name, **options)
         profiler.start()
         return profiler
-    except TypeError:
+    except configuration.UnknownOption:
         raise
     except Exception:  # the host must never see an agent failure
         logger.warning("CodeGuru profiler could not start", exc_info=True)

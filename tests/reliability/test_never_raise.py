@@ -16,6 +16,7 @@ from typing import Any, Callable, List
 import pytest
 
 import codeguru_agent
+from codeguru_agent import config as configuration
 from codeguru_agent.sampling import sampler
 from reliability.helpers import assert_each_token_once, error_count, stored, wait_until
 from reliability.in_process import agent_threads, use_agent_env
@@ -137,3 +138,24 @@ def test_the_sampler_survives_an_error_in_a_tick_and_counts_it(
     entries = assert_each_token_once(collector, GROUP)
     assert sum(error_count(entry, "samplerErrors") for entry in entries) == 3
     assert all(entry["document"]["agentMetadata"]["numTimesSampled"] > 0 for entry in entries)
+
+
+def test_any_other_failure_in_construction_is_a_warning_and_a_disabled_profiler(
+    collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TypeError (or any error) from deep in the set-up is not an unknown keyword: the host gets a
+    WARNING and a profiler whose every call returns, not an exception."""
+    use_agent_env(monkeypatch, collector, GROUP, tmp_path)
+
+    def broken_environment(arguments: Any) -> Any:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(configuration, "resolve", broken_environment)
+    with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
+        profiler = codeguru_agent.Profiler(profiling_group_name=GROUP)
+        started = codeguru_agent.start(GROUP)
+    assert len(agent_warnings(caplog)) == 2 and all("could not be set up" in w for w in agent_warnings(caplog))
+    assert not profiler.start() and not profiler.is_running() and not profiler.config.enabled
+    assert profiler.pause() is False and profiler.flush(1.0) is False and profiler.stop()
+    assert started is not None and not started.is_running()
+    assert agent_threads() == []

@@ -301,12 +301,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
-    def _serve(self) -> None:
-        self.server.set_busy(self.connection, True)
+    def handle_one_request(self) -> None:
         try:
-            self._serve_request(self.server.collector)
+            super().handle_one_request()
         finally:
             self.server.set_busy(self.connection, False)
+
+    def parse_request(self) -> bool:
+        # A request has begun once its first line is in: from here a stop waits for its answer,
+        # through the headers, a ``100 Continue`` and the body, instead of closing the connection.
+        self.server.set_busy(self.connection, True)
+        return super().parse_request()
+
+    def _serve(self) -> None:
+        self._serve_request(self.server.collector)
 
     def _serve_request(self, collector: CollectorServer) -> None:
         received_ms = int(time.time() * 1000)

@@ -75,6 +75,8 @@ class Uploader:
         self._last_own_cpu = 0.0
         self._tick_errors_seen = 0
         self._drop_warned = False
+        self.seal_failures = 0
+        """Aggregates that could not be sealed into a profile (each lost), since the start."""
 
     # --- from other threads --------------------------------------------------------------------
 
@@ -103,7 +105,7 @@ class Uploader:
         thread = self._thread
         if thread is not None and thread.is_alive() and not native.is_current(thread):
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+            if thread.is_alive() or self.backlog:
                 self._give_up()
                 return False
         else:
@@ -112,15 +114,17 @@ class Uploader:
         return not self.backlog
 
     def deliver_now(self, deadline: float) -> bool:
-        """Encode what is pending and try the backlog now, on the uploader's thread; True if empty."""
+        """Encode what is pending and try the backlog now, on the uploader's thread; True if all of
+        it went out (False if anything is left, or a profile failed to encode meanwhile)."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return False
+        failures = self.seal_failures
         self._flushed.clear()
         self._flush_requested.set()
         self._wake.set()
         self._flushed.wait(max(0.0, deadline - time.monotonic()))
-        return not self._pending and not self.backlog
+        return not self._pending and not self.backlog and self.seal_failures == failures
 
     # --- the thread ----------------------------------------------------------------------------
 
@@ -174,7 +178,13 @@ class Uploader:
             is_killed=self._is_killed,
         )
         if self._spool is not None and self._load_spool:
-            for sealed in self._spool.load():
+            try:
+                spooled = self._spool.load()
+            except OSError as error:  # the directory went away: profiles still flow, without it
+                self.errors.add("spoolErrors")
+                logger.warning("cannot read the spool %s: %s", self._spool.directory, error)
+                spooled = []
+            for sealed in spooled:
                 self._add_to_backlog(sealed)
         return self._delivery
 
@@ -184,10 +194,24 @@ class Uploader:
         self._on_configuration(config, should_profile)
 
     def _encode_pending(self) -> None:
+        """Seal and encode every pending aggregate into the backlog; one that fails costs no other.
+
+        What was sampled before a first answer that said not to profile is dropped here.
+        """
         with self._pending_lock:
             pending, self._pending = self._pending, []
+        refused_before_ms = self._delivery.refused_before_ms if self._delivery is not None else None
         for aggregate, interval_ms, process_cpu in pending:
-            sealed = self._seal(aggregate, interval_ms, process_cpu)
+            if refused_before_ms is not None and aggregate.start_ms < refused_before_ms:
+                continue
+            try:
+                sealed = self._seal(aggregate, interval_ms, process_cpu)
+            except Exception as error:  # this profile is lost; the others are not, and the next one says so
+                self.seal_failures += 1
+                self.errors.add("uploaderErrors")
+                logger.warning("a profile could not be encoded and is lost: %s", error)
+                logger.debug("encoding failure", exc_info=True)
+                continue
             if sealed is not None:
                 if self._spool is not None:
                     try:
@@ -212,7 +236,9 @@ class Uploader:
         if aggregate.num_times_sampled == 0 or not any(aggregate.counts):
             return None
         metrics = {
-            "samplingIntervalInMs_configured": float(self._config.sampling_interval_ms),
+            "samplingIntervalInMs_configured": float(
+                aggregate.sampling_interval_ms or self._config.sampling_interval_ms
+            ),
             "samplingIntervalInMs_effective": float(interval_ms),
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
@@ -275,7 +301,14 @@ class Uploader:
         left = len(self.backlog)
         if not left:
             return
-        if self._spool is not None:
+        if self._delivery is not None and not self._delivery.answered:
+            logger.warning(
+                "%d profile(s) not delivered before the shutdown deadline: ConfigureAgent never "
+                "answered, and nothing is sent before the service's first answer (%s)",
+                left,
+                f"kept in the spool {self._spool.directory}" if self._spool is not None else "lost",
+            )
+        elif self._spool is not None:
             logger.warning(
                 "%d profile(s) not delivered before exit; kept in the spool %s for the next process",
                 left,

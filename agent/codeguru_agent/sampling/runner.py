@@ -57,6 +57,10 @@ class Runner:
         self._killed = False
         self._seal_now = False
         self._sealed = native.Event()
+        self._sealed_ok = False
+        """Whether the last seal handed its interval over (what ``seal_now`` reports)."""
+        self._new_config: Optional[AgentConfig] = None
+        """A configuration from :meth:`apply` that waits for the interval so far to be sealed."""
         self._under_way = native.Event()
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
@@ -134,6 +138,11 @@ class Runner:
         return self._paused
 
     def set_should_profile(self, should_profile: bool) -> None:
+        """Sample or not, as the service says; told to stop, the thread seals what it has at once,
+        so that the samples taken before the answer are a profile of their own (the uploader
+        drops them if the answer is the service's first)."""
+        if self._should_profile and not should_profile:
+            self._seal_now = True
         self._should_profile = should_profile
         self._attention = True
         self._wake.set()
@@ -144,23 +153,29 @@ class Runner:
         return self._killed
 
     def apply(self, config: AgentConfig) -> None:
-        """Take a new configuration (the service's answer) at the next tick."""
-        self._config = config
-        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
-        self._governor.reconfigure(config.sampling_interval_ms)
-        self._new_limits = True
+        """Take a new configuration (the service's answer) at the next tick.
+
+        If it changes how samples are taken (interval, depth, threads, memory), the thread first
+        seals what it sampled under the old one: each profile is sampled under one configuration.
+        """
+        if _sampling_options(config) != _sampling_options(self._config):
+            self._new_config = config
+            self._seal_now = True
+        else:
+            self._use(config)
         self._attention = True
         self._wake.set()
 
     def seal_now(self, timeout_s: float) -> bool:
-        """Ask the thread to seal the current interval now; True once it has."""
+        """Ask the thread to seal the current interval now; True once it has handed it over, False
+        if it could not (the interval is lost: counted in the next profile) or not in time."""
         if not self.is_alive():
             return False
         self._sealed.clear()
         self._seal_now = True
         self._attention = True
         self._wake.set()
-        return self._sealed.wait(timeout_s)
+        return self._sealed.wait(timeout_s) and self._sealed_ok
 
     @property
     def effective_interval_ms(self) -> float:
@@ -324,16 +339,31 @@ class Runner:
         return int(paused_s * 1000)
 
     def _seal(self) -> None:
+        """Hand the interval over, then take the configuration that waited for it (see :meth:`apply`)."""
+        sealed = False
         try:
             self.cpu_s = time.thread_time() - self._cpu_start
             aggregate = self._sampler.seal()
             self._on_sealed(aggregate, self._governor.interval_ms)
+            sealed = True
         except Exception:  # the hand-over must not end the thread either
             self.tick_errors += 1
             logger.debug("sealing failed", exc_info=True)
         finally:
+            self._sealed_ok = sealed
             self._seal_now = False
             self._sealed.set()
+        config, self._new_config = self._new_config, None
+        if config is not None:
+            self._use(config)
+
+    def _use(self, config: AgentConfig) -> None:
+        """The configuration in force from now on; the sampler takes its limits before the next tick."""
+        self._config = config
+        self._reporting_interval_s = config.reporting_interval_ms / 1000.0
+        self._governor.reconfigure(config.sampling_interval_ms)
+        self._new_limits = True
+        self._attention = True
 
 
 def _host_cost(cpu_s: float, held_s: float, ticks: int, contended_held_s: float, contended: int) -> float:
@@ -360,3 +390,14 @@ def _pairs(data: bytes) -> List[bytes]:
     interval), nor a draw per tick, where even a few big-integer operations cost each sample.
     """
     return [data[i : i + 2] for i in range(0, len(data), 2)]
+
+
+def _sampling_options(config: AgentConfig) -> tuple:
+    """What decides how samples are taken: a change seals the interval first."""
+    return (
+        config.sampling_interval_ms,
+        config.max_stack_depth,
+        config.max_threads,
+        config.excluded_threads,
+        config.memory_limit_mb,
+    )

@@ -185,6 +185,8 @@ class Aggregate(NamedTuple):
     table: FrameTable
     skipped_ticks: int = 0
     """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
+    sampling_interval_ms: float = 0.0
+    """The configured sampling interval the interval was sampled under (0: not known)."""
     task_samples: int = 0
     """Samples of asyncio tasks (units of work, not threads) among the counts."""
     greenlet_samples: int = 0
@@ -222,6 +224,7 @@ class Sampler:
     ) -> None:
         self._max_threads = config.max_threads
         self._excluded_names: FrozenSet[str] = config.excluded_threads
+        self._interval_ms = config.sampling_interval_ms
         self._clock = clock
         """Wall-clock seconds; a C function, called at every tick for the interval's end."""
         self._current_frames = current_frames
@@ -244,12 +247,17 @@ class Sampler:
         self._reset(int(self._clock() * 1000))
 
     def set_limits(self, config: AgentConfig) -> None:
-        """The stack depth and memory bound, from the next sample on (the service's answer may change them).
+        """The interval, stack depth, thread bounds and memory bound, from the next sample on (the
+        service's answer may change them; the runner seals the interval before, so that one
+        interval is sampled under one set).
 
         Called on the sampling thread, between ticks. A thread whose stack would be reused from the
         last tick is walked again, so that the new depth applies to it too.
         """
+        self._interval_ms = config.sampling_interval_ms
         self._max_depth = config.max_stack_depth
+        self._max_threads = config.max_threads
+        self._excluded_names = config.excluded_threads
         self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
@@ -666,6 +674,7 @@ class Sampler:
             memory_bytes=self.memory_bytes(),
             table=self._table,
             skipped_ticks=self._skipped,
+            sampling_interval_ms=self._interval_ms,
             task_samples=self._task_samples,
             greenlet_samples=self._greenlet_samples,
             unit_errors=self._unit_errors,
