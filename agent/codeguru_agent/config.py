@@ -78,6 +78,10 @@ class AgentConfig(NamedTuple):
     backlog_max_mb: float = 32.0
     spool_dir: Optional[str] = None
     auto_create_group: bool = False
+    asyncio_tasks: bool = True
+    """Sample asyncio tasks (and gevent greenlets) as units of work where a program uses them."""
+    max_tasks: int = 300
+    """Tasks (or greenlets) walked per tick at most: above it a random subset, weighted."""
     user_set: FrozenSet[str] = frozenset()
     """Options set by an argument or the environment: the service's answer must not change them."""
 
@@ -241,6 +245,8 @@ OPTIONS: Final[Tuple[_Option, ...]] = (
     _Option("backlog_max_mb", ENV_PREFIX + "BACKLOG_MAX_MB", _number(0.1, 100_000, False)),
     _Option("spool_dir", ENV_PREFIX + "SPOOL_DIR", _text),
     _Option("auto_create_group", ENV_PREFIX + "AUTO_CREATE_GROUP", _parse_bool),
+    _Option("asyncio_tasks", ENV_PREFIX + "ASYNCIO_TASKS", _parse_bool),
+    _Option("max_tasks", ENV_PREFIX + "MAX_TASKS", _number(1, 100_000, True)),
 )
 _BY_FIELD: Final = {option.field: option for option in OPTIONS}
 GROUP_ARN_ENV: Final = ENV_PREFIX + "GROUP_ARN"
@@ -373,7 +379,7 @@ def _official_overrides(overrides: Mapping[str, Any], warn: Warn, reject: Reject
 
 def _coerce(option: _Option, value: Any) -> Any:
     """A keyword argument's value checked with the same rules as its environment variable."""
-    if option.field in ("enabled", "auto_create_group") and isinstance(value, bool):
+    if option.parse is _parse_bool and isinstance(value, bool):
         return value
     if option.field == "excluded_threads":
         if isinstance(value, str):

@@ -11,11 +11,10 @@ decision (``build_runner``, ``build_uploader``); this module only runs it on the
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final, List, Optional, Tuple
 
-from codeguru_agent.host import forksafe
+from codeguru_agent.host import forksafe, native
 
 if TYPE_CHECKING:  # none of this is loaded on the host's thread, whose start() imports this module
     from codeguru_agent.reporting.uploader import Uploader
@@ -44,21 +43,19 @@ class Launch:
         self._build_runner = build_runner
         self._build_uploader = build_uploader
         self._on_failure = on_failure
-        self.thread = threading.Thread(target=self._run_sampling_thread, name=SAMPLER_THREAD_NAME, daemon=True)
-        self.uploader_thread = threading.Thread(
-            target=self._run_uploader_thread, name=UPLOADER_THREAD_NAME, daemon=True
-        )
+        self.thread = native.thread(self._run_sampling_thread, (), SAMPLER_THREAD_NAME)
+        self.uploader_thread = native.thread(self._run_uploader_thread, (), UPLOADER_THREAD_NAME)
         self.runner: Optional[Runner] = None
         self.uploader: Optional[Uploader] = None
-        self.go = threading.Event()
+        self.go = native.Event()
         """Set by the caller of start() as it returns: the threads begin their work then."""
-        self.sampling = threading.Event()
+        self.sampling = native.Event()
         """Set once the runner is built and about to sample, or building it has failed."""
-        self.built = threading.Event()
+        self.built = native.Event()
         """Set once the uploader is built and running too, or building either has failed."""
         self.given_up = False
         """Set by stop() once its deadline has passed: a thread still building starts nothing."""
-        self._handover = threading.Lock()
+        self._handover = native.Lock()
         self._early: List[Tuple[Aggregate, float]] = []
 
     def start(self) -> None:
@@ -106,7 +103,7 @@ class Launch:
         A seal asked for before the runner's first sample would be empty, and a short run's samples
         lost, so this also waits (briefly) for that first sample.
         """
-        if threading.current_thread() in (self.thread, self.uploader_thread):
+        if native.is_current(self.thread) or native.is_current(self.uploader_thread):
             return self.runner, self.uploader
         self.built.wait(max(0.0, deadline - time.monotonic()))
         runner = self.runner
@@ -141,7 +138,7 @@ class Launch:
 
         self._build_then_run(build, self.built, "uploads")
 
-    def _build_then_run(self, build: Callable[[], Any], built: threading.Event, what: str) -> None:
+    def _build_then_run(self, build: Callable[[], Any], built: native.Event, what: str) -> None:
         """An agent thread's life: build its runner or uploader, say so through ``built``, run it.
 
         Neither step lets an exception out: the host must never see an agent failure. A failed

@@ -14,12 +14,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import threading
+import sys
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Final, Mapping, Optional, Sequence
 
 from codeguru_agent import config as configuration
-from codeguru_agent.host import forksafe
+from codeguru_agent.host import forksafe, native
 from codeguru_agent.launch import Launch
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.RLock()
+_lock = native.RLock()
 _active: Optional[Profiler] = None
 
 
@@ -265,6 +265,10 @@ class Profiler:
 
     def _begin_launch(self, load_spool: bool, in_child: bool = False) -> Launch:
         """Mark the profiler running and start its two threads, which build everything else."""
+        if native.threading_patched():
+            native.prepare_host_hub()
+        if self._config.asyncio_tasks and "greenlet" in sys.modules:
+            _track_greenlets(in_child)
         launch = Launch(
             self._build_runner,
             lambda launch, runner: self._build_uploader(launch, runner, load_spool, in_child),
@@ -292,7 +296,7 @@ class Profiler:
                 runner.set_paused(True)
             if self._launch is launch:  # else start() has begun another run since a stop()
                 self._runner = runner
-            runner.adopt(threading.current_thread())
+            runner.adopt(launch.thread)
             launch.runner = runner
         return runner
 
@@ -316,7 +320,7 @@ class Profiler:
                 return None
             if self._launch is launch:
                 self._uploader = uploader
-            uploader.adopt(threading.current_thread())
+            uploader.adopt(launch.uploader_thread)
         launch.attach(uploader)
         return uploader
 
@@ -393,13 +397,76 @@ class Profiler:
     def _restart_in_child(self) -> None:
         """In a forked child: forget the parent's threads and data, and profile the child afresh."""
         global _lock, _active
-        _lock = threading.RLock()
+        _lock = native.RLock()
         if not self._running:
             return
         self._paused = False
         self._begin_launch(load_spool=False, in_child=True).go.set()
         _active = self
         _register_multiprocessing_flush(self)
+
+
+_imports_held_for_gevent = False
+"""Whether ``before_gevent_patch_all`` holds the agent's imports, for ``on_gevent_patch_all`` to let go."""
+
+
+def before_gevent_patch_all(_event: Any = None) -> None:
+    """gevent's ``will_patch_all`` plugin hook (an entry point): no agent thread may be inside an
+    import while gevent replaces the import system's locks (boto3's import, begun before, then fails
+    with "cannot release un-acquired lock"), so the agent's imports wait as they do for a fork."""
+    global _imports_held_for_gevent
+    if _active is not None and not _imports_held_for_gevent:
+        forksafe.hold_imports()
+        _imports_held_for_gevent = True
+
+
+def on_gevent_patch_all(_event: Any = None) -> None:
+    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: the agent's
+    imports go on; if an agent runs here, it records this thread's greenlets from now on. Never
+    raises into gevent."""
+    global _imports_held_for_gevent
+    if _imports_held_for_gevent:
+        _imports_held_for_gevent = False
+        forksafe.release_imports()
+    try:
+        profiler = _active
+        if profiler is not None and profiler.is_running():
+            native.prepare_host_hub()
+            _repoint_ssl_contexts()
+            if profiler._config.asyncio_tasks:
+                _track_greenlets(in_child=False)
+    except Exception:  # the host's patch_all must go on whatever happens here
+        logger.debug("could not track greenlets after patch_all", exc_info=True)
+
+
+_SSL_CONTEXT_USERS: Final = ("botocore.httpsession", "urllib3.util.ssl_", "urllib3.util")
+
+
+def _repoint_ssl_contexts() -> None:
+    """After ``patch_all()``: botocore and urllib3, imported by the agent before it, still build the
+    original ``ssl.SSLContext``, whose ``options`` setter then recurses through gevent's subclass
+    until ``RecursionError`` (gevent issue 1016); no client, ours or the host's, could be made. They
+    build gevent's context instead, as they would had they been imported after the patch."""
+    ssl = sys.modules.get("ssl")
+    monkey = sys.modules.get("gevent.monkey")
+    if ssl is None or monkey is None:
+        return
+    original = monkey.get_original("ssl", "SSLContext")
+    if original is ssl.SSLContext:
+        return
+    for name in _SSL_CONTEXT_USERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "SSLContext", None) is original:
+            module.SSLContext = ssl.SSLContext  # type: ignore[attr-defined]
+
+
+def _track_greenlets(in_child: bool) -> None:
+    """Record the greenlet switches of this thread (the host's, where gevent runs), see ``greenlets``."""
+    from codeguru_agent.sampling import greenlets
+
+    if in_child:
+        greenlets.reset_after_fork()
+    greenlets.track_current_thread()
 
 
 def _write_local_pages(documents: Sequence[Mapping[str, Any]], out_path: str, title: str, output_format: str) -> str:

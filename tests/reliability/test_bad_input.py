@@ -43,6 +43,8 @@ BAD_VALUES: Dict[str, Tuple[str, ...]] = {
     PREFIX + "BACKLOG_MAX_MB": ("huge", "-1", "0", "1e9"),
     PREFIX + "SPOOL_DIR": ("  ",),
     PREFIX + "AUTO_CREATE_GROUP": ("perhaps",),
+    PREFIX + "ASYNCIO_TASKS": ("sometimes", "2"),
+    PREFIX + "MAX_TASKS": ("all", "-1", "0", "1e9", "2.5"),
     "AWS_ENDPOINT_URL_CODEGURUPROFILER": ("  ",),
 }
 ANY_TEXT_IS_VALID = {PREFIX + "EXCLUDED_THREADS"}

@@ -18,7 +18,6 @@ import functools
 import importlib
 import os
 import sys
-import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     import mmap
     import types
 
-from codeguru_agent.host import interpreters
+from codeguru_agent.host import interpreters, native
 
 GATE_WAIT_S: Final = 10.0
 """The longest a fork waits for an agent thread's import; a bound so the host can never hang on us."""
@@ -41,7 +40,7 @@ _COUNTER_SLOTS: Final = 64
 would both have to fail at the same instant, with pids in the same slot, for one count to be lost."""
 _COUNTER_BYTES: Final = 8
 
-_gate = threading.Condition(threading.Lock())
+_gate = native.Condition()
 """Guards ``_holds`` and ``_loading``; notified when either falls to zero."""
 _holds = 0
 """Forks in progress (and tests holding :func:`import_gate`): while any, :func:`load` begins no module."""
@@ -130,7 +129,7 @@ class _Loader:
         so a fork need not wait for this: the thread says so in ``_reading``, which
         :func:`_agent_thread_importing` reads.
         """
-        thread = threading.get_ident()
+        thread = native.get_ident()
         _reading.add(thread)
         try:
             spec = self._find(name)
@@ -306,6 +305,12 @@ def _before_fork() -> None:
     global _restart_failures
     if _restart_failures is None and _child_callbacks:
         _restart_failures = _shared_counters()
+    hold_imports()
+
+
+def hold_imports() -> None:
+    """Keep the agent's threads out of imports until :func:`release_imports`: for a fork, and for
+    gevent's ``patch_all()``, which swaps the import system's locks under a thread that imports."""
     _hold()
     if not _child_callbacks:
         return
@@ -313,7 +318,11 @@ def _before_fork() -> None:
     with _gate:  # the module load() is importing now, if any: one module
         _gate.wait_for(lambda: not _loading, GATE_WAIT_S)
     while _agent_thread_importing() and time.monotonic() < deadline:
-        time.sleep(_IMPORT_POLL_S)  # any other import on an agent thread (a lazy one, deep in a call)
+        native.sleep(_IMPORT_POLL_S)  # any other import on an agent thread (a lazy one, deep in a call)
+
+
+def release_imports() -> None:
+    _release()
 
 
 def _agent_thread_importing() -> bool:
@@ -327,10 +336,9 @@ def _agent_thread_importing() -> bool:
     frames = interpreters.current_frames()
     if frames is None:
         return False
-    frames.pop(threading.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
-    for thread in threading.enumerate():
-        ident = thread.ident
-        agents = ident is not None and ident not in _reading and thread.name.startswith(AGENT_THREAD_PREFIX)
+    frames.pop(native.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
+    for ident, name in native.agent_threads():
+        agents = ident is not None and ident not in _reading and name.startswith(AGENT_THREAD_PREFIX)
         frame = frames.get(ident) if agents and ident is not None else None
         while frame is not None:
             if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
@@ -345,7 +353,7 @@ def _after_in_parent() -> None:
 
 def _after_in_child() -> None:
     global _gate, _holds, _loading, _restart_failures, _restart_failures_seen
-    _gate, _holds, _loading = threading.Condition(threading.Lock()), 0, 0  # the agent's threads are gone
+    _gate, _holds, _loading = native.Condition(), 0, 0  # the agent's threads are gone
     _reading.clear()
     parents_counters, _restart_failures, _restart_failures_seen = _restart_failures, None, 0
     alive, failures = [], 0

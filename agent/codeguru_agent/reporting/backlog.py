@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import collections
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Iterator, List, Optional
 
 from codeguru_agent.files import write_atomically
+from codeguru_agent.host import native
 from codeguru_agent.reporting.encoding import content_type_of, extension_for
 
 
@@ -39,7 +39,7 @@ class Backlog:
         self.max_bytes = max(1, max_bytes)
         self._items: Deque[Sealed] = collections.deque()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = native.Lock()
 
     def add(self, sealed: Sealed) -> List[Sealed]:
         """Append a profile; returns the oldest ones dropped to make room (never the new one)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Dict
+
+from codeguru_agent.host import native
 
 
 class ErrorCounters:
@@ -17,7 +18,7 @@ class ErrorCounters:
 
     def __init__(self) -> None:
         self._counts: Dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = native.Lock()
 
     def add(self, name: str, count: int = 1, error: bool = True) -> None:
         with self._lock:

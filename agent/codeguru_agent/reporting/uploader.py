@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import threading
 import time
 import uuid
 from typing import Callable, Final, List, Optional, Tuple
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity, FleetProvider
-from codeguru_agent.host import forksafe
+from codeguru_agent.host import forksafe, native
 from codeguru_agent.reporting.backlog import Backlog, Sealed, Spool
 from codeguru_agent.reporting.counters import ErrorCounters
 from codeguru_agent.reporting.delivery import Delivery
@@ -61,12 +60,12 @@ class Uploader:
         self._spool = Spool(config.spool_dir, config.profiling_group_name or "local") if config.spool_dir else None
         self._pending: List[Tuple[Aggregate, float, float]] = []
         """Sealed aggregates with their effective interval and the process CPU time at the seal."""
-        self._pending_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._flush_requested = threading.Event()
-        self._flushed = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._pending_lock = native.Lock()
+        self._wake = native.Event()
+        self._stopping = native.Event()
+        self._flush_requested = native.Event()
+        self._flushed = native.Event()
+        self._thread: Optional[native.AgentThread] = None
         self._fleet: Optional[FleetProvider] = None
         self._delivery: Optional[Delivery] = None
         """Built with the sink, on this thread."""
@@ -81,7 +80,7 @@ class Uploader:
 
     # --- from other threads --------------------------------------------------------------------
 
-    def adopt(self, thread: threading.Thread) -> None:
+    def adopt(self, thread: Optional[native.AgentThread]) -> None:
         """Run on ``thread``, which calls :meth:`run`: the profiler's uploader thread, created by
         start() on the host's thread, builds this uploader and then runs it."""
         self._thread = thread
@@ -104,7 +103,7 @@ class Uploader:
         self._stopping.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        if thread is not None and thread.is_alive() and not native.is_current(thread):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive() or self.backlog:
                 self._give_up()
@@ -224,7 +223,7 @@ class Uploader:
 
     def _seal(self, aggregate: Aggregate, interval_ms: float, process_cpu: float) -> Optional[Sealed]:
         sampler_cpu, tick_errors = self._sampler_stats()
-        own_cpu = time.thread_time() if threading.current_thread() is self._thread else self._last_own_cpu
+        own_cpu = time.thread_time() if native.is_current(self._thread) else self._last_own_cpu
         agent_cpu_s = (sampler_cpu - self._last_sampler_cpu) + (own_cpu - self._last_own_cpu)
         cpu_s = process_cpu - self._last_process_cpu
         self._last_sampler_cpu, self._last_own_cpu, self._last_process_cpu = sampler_cpu, own_cpu, process_cpu
@@ -243,9 +242,13 @@ class Uploader:
             "samplingIntervalInMs_effective": float(interval_ms),
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
+            "taskSamples": float(aggregate.task_samples),
+            "greenletSamples": float(aggregate.greenlet_samples),
         }
         if aggregate.skipped_ticks:
             metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
+        if aggregate.unit_errors:
+            metrics["taskSamplingErrors"] = float(aggregate.unit_errors)
         profile = profile_of(
             aggregate, cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
         )

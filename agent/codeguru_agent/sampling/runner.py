@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 from typing import Callable, Final, List, Optional, Tuple
 
 from codeguru_agent.config import AgentConfig
+from codeguru_agent.host import native
 from codeguru_agent.sampling.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampling.sampler import Aggregate, Sampler
 
@@ -45,23 +45,23 @@ class Runner:
         self._exclude_ident = exclude_ident
         self._sampler = Sampler(config)
         self._governor = OverheadGovernor(config.sampling_interval_ms, config.cpu_limit_percent)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._stop = native.Event()
+        self._wake = native.Event()
+        self._thread: Optional[native.AgentThread] = None
         self._paused = False
-        self._pause_lock = threading.Lock()
+        self._pause_lock = native.Lock()
         self._paused_since = 0.0
         self._paused_s = 0.0
         """Paused time not yet handed to the sampler, timed by the callers of ``set_paused``."""
         self._should_profile = True
         self._killed = False
         self._seal_now = False
-        self._sealed = threading.Event()
+        self._sealed = native.Event()
         self._sealed_ok = False
         """Whether the last seal handed its interval over (what ``seal_now`` reports)."""
         self._new_config: Optional[AgentConfig] = None
         """A configuration from :meth:`apply` that waits for the interval so far to be sealed."""
-        self._under_way = threading.Event()
+        self._under_way = native.Event()
         """Set once the loop has taken its first sample, found nothing to sample yet, or ended."""
         self.tick_errors = 0
         self.cpu_s = 0.0
@@ -82,7 +82,7 @@ class Runner:
 
     # --- control, from any thread --------------------------------------------------------------
 
-    def adopt(self, thread: threading.Thread) -> None:
+    def adopt(self, thread: Optional[native.AgentThread]) -> None:
         """Run on ``thread``, which calls :meth:`run`: the profiler's sampling thread, created by
         start() on the host's thread (Python 3.12 refuses new threads at shutdown), builds this
         runner and then runs it."""
@@ -105,7 +105,7 @@ class Runner:
         self._attention = True
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+        if thread is not None and not native.is_current(thread) and thread.is_alive():
             thread.join(max(0.0, timeout_s))
 
     def is_alive(self) -> bool:
@@ -197,10 +197,10 @@ class Runner:
         sampler = self._sampler
         sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
         first_tick = True
-        sampler.exclude_thread(threading.get_ident())
+        sampler.exclude_thread(native.get_ident())
         sampler.exclude_thread(self._exclude_ident())
         clock = time.monotonic
-        sleep = time.sleep
+        sleep = native.sleep
         sample = sampler.sample
         pause_lock = self._pause_lock
         jitter = [int.from_bytes(pair, "little") / 65536.0 for pair in _pairs(os.urandom(2 * _JITTER_TABLE))]

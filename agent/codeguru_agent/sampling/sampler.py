@@ -20,24 +20,31 @@ import threading
 import time
 import types
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Collection,
     Dict,
     Final,
     FrozenSet,
+    Iterable,
     List,
     Mapping,
     NamedTuple,
     Optional,
+    Sequence,
     Set,
     Tuple,
 )
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.host import interpreters
+from codeguru_agent.host import interpreters, native
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
+
+if TYPE_CHECKING:
+    from codeguru_agent.sampling.greenlets import GreenletSampler
+    from codeguru_agent.sampling.tasks import TaskSampler
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +187,12 @@ class Aggregate(NamedTuple):
     """Ticks that read no frames because other interpreters were running (see host/interpreters.py)."""
     sampling_interval_ms: float = 0.0
     """The configured sampling interval the interval was sampled under (0: not known)."""
+    task_samples: int = 0
+    """Samples of asyncio tasks (units of work, not threads) among the counts."""
+    greenlet_samples: int = 0
+    """Samples of suspended greenlets among the counts."""
+    unit_errors: int = 0
+    """Ticks whose tasks or greenlets could not be read (the threads' samples were kept)."""
 
     def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
         """Frame ids resolved into root-first frame stacks, with their counts (run this off the
@@ -215,6 +228,10 @@ class Sampler:
         self._clock = clock
         """Wall-clock seconds; a C function, called at every tick for the interval's end."""
         self._current_frames = current_frames
+        self._units = config.asyncio_tasks
+        self._max_tasks = config.max_tasks
+        self._tasks: Optional[TaskSampler] = None
+        self._greenlets: Optional[GreenletSampler] = None
         self._agent_threads: Set[int] = set()
         self._table = FrameTable()
         self._threads: Dict[int, Tuple[Any, int, int]] = {}
@@ -260,6 +277,9 @@ class Sampler:
         self._folded = 0
         self._skipped = 0
         self._stack_bytes = 0
+        self._task_samples = 0
+        self._greenlet_samples = 0
+        self._unit_errors = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
@@ -284,7 +304,7 @@ class Sampler:
                 logger.info("other interpreters are running: threads are not sampled until they end")
             self._skipped += 1
             return
-        me = threading.get_ident()
+        me = native.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
         frames.pop(me, None)  # see the module's note on the sampler's own frame
         items: Collection[Tuple[int, types.FrameType]] = frames.items()
         if len(frames) > self._max_threads + len(self._agent_threads):
@@ -322,9 +342,132 @@ class Sampler:
         if len(threads) > len(frames) + (me in threads):
             for ident in [ident for ident in threads if ident not in frames and ident != me]:
                 del threads[ident]  # an ended thread
+        if self._units:
+            self._sample_units(items)
         self._ticks += 1
         self._threads_seen += len(items) - skipped
         self._end_s = self._clock()
+
+    def _sample_units(self, items: Iterable[Tuple[int, types.FrameType]]) -> None:
+        """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.
+
+        Never raises: a loop that changed under the walk in some unforeseen way costs this tick's
+        units (counted in ``unit_errors``), never the threads' samples already counted.
+        """
+        modules = sys.modules
+        with_tasks = "asyncio.tasks" in modules
+        with_greenlets = "greenlet" in modules
+        if not (with_tasks or with_greenlets):
+            return
+        known = self._threads
+        threads = {ident: frame for ident, frame in items if known.get(ident) is not _SKIPPED}
+        try:
+            if with_tasks:
+                if self._tasks is None:
+                    from codeguru_agent.sampling.tasks import TaskSampler
+
+                    self._tasks = TaskSampler(self._max_tasks)
+                self._task_samples += self._tasks.sample(threads, self)
+            if with_greenlets:
+                if self._greenlets is None:
+                    from codeguru_agent.sampling.greenlets import GreenletSampler
+
+                    self._greenlets = GreenletSampler(self._max_tasks)
+                self._greenlet_samples += self._greenlets.sample(threads, self)
+        except Exception:  # see the docstring: the units of one tick are lost, nothing else
+            self._unit_errors += 1
+        finally:
+            threads.clear()
+
+    # --- the unit samplers' side (units.UnitCounter) -----------------------------------------------
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
+    @property
+    def table(self) -> FrameTable:
+        return self._table
+
+    @property
+    def truncated_id(self) -> int:
+        return self._table.truncated_id
+
+    def synthetic_id(self, frame: Frame) -> int:
+        """The id of a synthetic frame (``<task ...>``), or -1 if the memory bound has no room for it."""
+        table = self._table
+        frame_id = table.frame_id(frame)
+        if frame_id is None:
+            if self._over(_FRAME_BYTES):
+                return -1
+            frame_id = table.intern(frame)
+        return frame_id
+
+    def frame_ids(self, frames: Sequence[types.FrameType]) -> Optional[List[int]]:
+        """The position ids of ``frames`` (suspended ones too), in order; None if one does not fit."""
+        fast = self._table.fast
+        ids: List[int] = []
+        for frame in frames:
+            frame_id = fast.get(id(frame.f_code), _NO_POSITIONS).get(frame.f_lasti, -1)
+            if frame_id >= 0:
+                ids.append(frame_id)
+            elif not self._resolve(frame, ids, False):
+                self._folded += 1
+                return None
+        return ids
+
+    def stack_below(self, frame: types.FrameType) -> Optional[Tuple[int, ...]]:
+        """``frame`` and its callers, leaf first, within the depth bound; None if they do not fit."""
+        frames: List[types.FrameType] = []
+        caller: Optional[types.FrameType] = frame
+        while caller is not None and len(frames) < self._max_depth:
+            frames.append(caller)
+            caller = caller.f_back
+        ids = self.frame_ids(frames)
+        if ids is None:
+            return None
+        if caller is not None:
+            ids.append(self._table.truncated_id)
+        return tuple(ids)
+
+    def mark_thread(self, ident: int, top: types.FrameType, start: types.FrameType, frame_id: int) -> None:
+        """Move this tick's sample of thread ``ident`` onto the same stack with ``frame_id`` inserted
+        where ``start`` (a running task's outermost frame) begins. The thread's own stack id is found
+        again by the same walk that counted it."""
+        if self._threads.get(ident) is _SKIPPED or frame_id < 0 or start.f_back is None:
+            return
+        stack_id = self._walk(top, top.f_lasti)
+        key = self._stacks[stack_id]
+        below = self._program_key(self.stack_below(start.f_back))
+        if self._counts[stack_id] <= 0 or below is None or len(key) <= len(below) or key[-1] == self.truncated_id:
+            return
+        cut = len(key) - len(below)
+        if key[cut:] != below:
+            return  # the thread moved on while this tick read it: its sample stays as it was
+        self._counts[stack_id] -= 1
+        self.count_unit(key[:cut] + (frame_id,) + key[cut:], 1)
+
+    def count_unit(self, key: Sequence[int], weight: int) -> None:
+        """Count ``weight`` samples of a task or greenlet on this key (leaf first), within both bounds;
+        under the launcher, without its frames (as the threads' stacks)."""
+        if len(key) > self._max_depth:
+            key = list(key[: self._max_depth - 1]) + [self._table.truncated_id]
+        stack_key = self._program_key(tuple(key))
+        if not stack_key:
+            return
+        stack_id = self._stack_ids.get(stack_key)
+        if stack_id is None:
+            cost = _STACK_BYTES + _STACK_FRAME_BYTES * len(stack_key)
+            if self._stack_bytes + self._table.bytes + cost > self._budget_bytes:
+                stack_id = self._fold(stack_key, False)
+            else:
+                stack_id = self._add_stack(stack_key, cost)
+        self._counts[stack_id] += weight
+
+    def _program_key(self, key: Optional[StackKey]) -> Optional[StackKey]:
+        """The program's part of a key (see ``frames.program_stack``); the key itself outside the launcher."""
+        roles = self._table.roles
+        return names.program_stack(key, roles) if key and roles else key
 
     def _classify(self, ident: int) -> bool:
         """Whether a thread seen for the first time (this interval) is to be skipped, remembered if so."""
@@ -532,6 +675,9 @@ class Sampler:
             table=self._table,
             skipped_ticks=self._skipped,
             sampling_interval_ms=self._interval_ms,
+            task_samples=self._task_samples,
+            greenlet_samples=self._greenlet_samples,
+            unit_errors=self._unit_errors,
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
