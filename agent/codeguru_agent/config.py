@@ -82,6 +82,9 @@ class AgentConfig(NamedTuple):
     """Sample asyncio tasks (and gevent greenlets) as units of work where a program uses them."""
     max_tasks: int = 300
     """Tasks (or greenlets) walked per tick at most: above it a random subset, weighted."""
+    main_thread_timer: bool = True
+    """Sample the main thread with a SIGALRM interval timer (``sampling/timer.py``) where the
+    program does not use SIGALRM itself: its CPU bursts shorter than the switch interval show."""
     user_set: FrozenSet[str] = frozenset()
     """Options set by an argument or the environment: the service's answer must not change them."""
 
@@ -247,6 +250,7 @@ OPTIONS: Final[Tuple[_Option, ...]] = (
     _Option("auto_create_group", ENV_PREFIX + "AUTO_CREATE_GROUP", _parse_bool),
     _Option("asyncio_tasks", ENV_PREFIX + "ASYNCIO_TASKS", _parse_bool),
     _Option("max_tasks", ENV_PREFIX + "MAX_TASKS", _number(1, 100_000, True)),
+    _Option("main_thread_timer", ENV_PREFIX + "MAIN_THREAD_TIMER", _parse_bool),
 )
 _BY_FIELD: Final = {option.field: option for option in OPTIONS}
 GROUP_ARN_ENV: Final = ENV_PREFIX + "GROUP_ARN"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Final, Mapping, Optional, Sequence
 from codeguru_agent import config as configuration
 from codeguru_agent.host import forksafe, native
 from codeguru_agent.launch import Launch
+from codeguru_agent.sampling.timer import MainThreadTimer, main_thread_timer
 
 if TYPE_CHECKING:
     from codeguru_agent.fleet import FleetProvider
@@ -87,6 +88,7 @@ class Profiler:
         self._runner: Optional[Runner] = None
         self._uploader: Optional[Uploader] = None
         self._launch: Optional[Launch] = None
+        self._timer: Optional[MainThreadTimer] = None
         self._running = False
         self._paused = False
         """What pause() and resume() last asked for, applied to a runner still being built."""
@@ -104,6 +106,7 @@ class Profiler:
         self._runner = None
         self._uploader = None
         self._launch = None
+        self._timer = None
         self._running = False
         self._paused = False
         self._at_exit_registered = False
@@ -166,6 +169,8 @@ class Profiler:
                 runner, uploader = launch.runner, launch.uploader
             if runner is not None:
                 runner.stop(max(0.0, deadline - time.monotonic()))
+            if self._timer is not None and (runner is None or not runner.is_alive()):
+                self._timer.uninstall()  # the runner has disarmed it; SIGALRM goes back to the program
             if uploader is not None:
                 uploader.drain(deadline)
             return True
@@ -269,6 +274,9 @@ class Profiler:
             native.prepare_host_hub()
         if self._config.asyncio_tasks and "greenlet" in sys.modules:
             _track_greenlets(in_child)
+        if self._config.main_thread_timer:
+            self._timer = main_thread_timer()
+            self._timer.install()  # on the caller's thread: only the main thread may take SIGALRM
         launch = Launch(
             self._build_runner,
             lambda launch, runner: self._build_uploader(launch, runner, load_spool, in_child),
@@ -288,7 +296,9 @@ class Profiler:
         """On the sampling thread: build the runner, unless the launch was given up meanwhile."""
         with forksafe.agent_import():  # a few small modules of ours, in one step: no time to read them first
             from codeguru_agent.sampling.runner import Runner
-        runner = Runner(self._config, on_sealed=launch.hand_over, exclude_ident=launch.uploader_ident)
+        runner = Runner(
+            self._config, on_sealed=launch.hand_over, exclude_ident=launch.uploader_ident, timer=self._timer
+        )
         with _lock:
             if launch.given_up:
                 return None
@@ -398,6 +408,8 @@ class Profiler:
         """In a forked child: forget the parent's threads and data, and profile the child afresh."""
         global _lock, _active
         _lock = native.RLock()
+        if self._timer is not None:
+            self._timer.reset_in_child()  # the kernel dropped the timer, the handler is the parent's
         if not self._running:
             return
         self._paused = False

@@ -45,6 +45,7 @@ BAD_VALUES: Dict[str, Tuple[str, ...]] = {
     PREFIX + "AUTO_CREATE_GROUP": ("perhaps",),
     PREFIX + "ASYNCIO_TASKS": ("sometimes", "2"),
     PREFIX + "MAX_TASKS": ("all", "-1", "0", "1e9", "2.5"),
+    PREFIX + "MAIN_THREAD_TIMER": ("sometimes", "2"),
     "AWS_ENDPOINT_URL_CODEGURUPROFILER": ("  ",),
 }
 ANY_TEXT_IS_VALID = {PREFIX + "EXCLUDED_THREADS"}

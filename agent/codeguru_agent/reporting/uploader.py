@@ -249,6 +249,14 @@ class Uploader:
             metrics["ticksSkippedForInterpreters"] = float(aggregate.skipped_ticks)
         if aggregate.unit_errors:
             metrics["taskSamplingErrors"] = float(aggregate.unit_errors)
+        if self._config.main_thread_timer:
+            metrics["timerSamples"] = float(aggregate.timer_samples)
+            if aggregate.timer_fallbacks:
+                metrics["timerFallbackTicks"] = float(aggregate.timer_fallbacks)
+            if aggregate.timer_dropped:
+                metrics["timerDroppedSamples"] = float(aggregate.timer_dropped)
+            for reason, count in aggregate.timer_off:
+                metrics["timerFallback_" + reason] = float(count)
         profile = profile_of(
             aggregate, cpu_time_s=round(cpu_s, 6), agent_cpu_ms=int(agent_cpu_s * 1000), generic_metrics=metrics
         )

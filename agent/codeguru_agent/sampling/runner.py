@@ -18,6 +18,7 @@ from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import native
 from codeguru_agent.sampling.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampling.sampler import Aggregate, Sampler
+from codeguru_agent.sampling.timer import DELIVERY_COST_S, MainThreadTimer
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,13 @@ class Runner:
         on_sealed: Callable[[Aggregate, float], None],
         *,
         exclude_ident: Callable[[], Optional[int]] = lambda: None,
+        timer: Optional[MainThreadTimer] = None,
     ) -> None:
         self._config = config
+        self._timer = timer
+        """The main thread's timer, installed by start() on the main thread; armed here while sampling."""
+        self._rearm = True
+        """Set by a new interval (the governor's or the configuration's): the timer takes it."""
         self._on_sealed = on_sealed
         self._exclude_ident = exclude_ident
         self._sampler = Sampler(config)
@@ -93,6 +99,8 @@ class Runner:
         try:
             self._run()
         finally:
+            if self._timer is not None:
+                self._timer.disarm()
             self._under_way.set()
 
     def wait_under_way(self, timeout_s: float) -> bool:
@@ -128,6 +136,8 @@ class Runner:
             elif not paused and self._paused:
                 self._paused_s += max(0.0, now - self._paused_since)
             self._paused = paused
+            if self._timer is not None:
+                self._timer.hold(paused)
         self._attention = True
         self._wake.set()
 
@@ -199,6 +209,12 @@ class Runner:
         first_tick = True
         sampler.exclude_thread(native.get_ident())
         sampler.exclude_thread(self._exclude_ident())
+        timer = self._timer
+        sampler.timer = timer
+        if timer is not None:
+            timer.max_depth = self._config.max_stack_depth
+        timer_cost_s = DELIVERY_COST_S  # per timer sample, until calibrated after the first tick
+        timer_counted = 0
         clock = time.monotonic
         sleep = native.sleep
         sample = sampler.sample
@@ -234,6 +250,10 @@ class Runner:
                     switch_s = sys.getswitchinterval()
                     cpu_s = cpu - window_cpu_start
                     host_s = _host_cost(cpu_s, held_s, ticks, contended_held_s, contended)
+                    # the handler runs on the main thread's time: each timer sample is the host's cost
+                    host_s += (sampler.timer_samples_taken - timer_counted) * timer_cost_s
+                    timer_counted = sampler.timer_samples_taken
+                    self._rearm = True  # a new jitter draw each window, and the governor's interval
                     self._governor.observe(cpu_s, now - window_start, host_s)
                     self.host_cost_s += host_s
                     window_start, window_cpu_start = now, cpu
@@ -250,6 +270,10 @@ class Runner:
                     report_at = now + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
+                    if timer is not None and timer.interval_s:
+                        timer.disarm()  # no signals while nothing samples
+                        timer.drain()  # nor samples from before: they would count after the idle time
+                        self._rearm = True
                     if self._paused:  # from here on the pause is timed
                         idle_since = self._count_idle(idle_since, now, still_idle=False)
                     elif idle_since is None:
@@ -262,6 +286,11 @@ class Runner:
                 if idle_since is not None:
                     idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
+                if timer is not None and self._rearm and timer.live:
+                    self._rearm = False
+                    # ITIMER_REAL is strictly periodic; a fresh jittered period each window keeps
+                    # it from locking onto a periodic workload's phase
+                    timer.arm(interval_s * (1.0 + _JITTER * (2.0 * jitter[turn] - 1.0)))
                 check_at = min(killswitch_checked + KILLSWITCH_CHECK_S, window_start + WINDOW_S, report_at)
             wait_s = next_tick - now
             if wait_s > _SHORT_WAIT_S:
@@ -291,6 +320,8 @@ class Runner:
                 self._under_way.set()
                 if not sampler.synthetic_leaves:
                     sampler.synthetic_leaves = self._import_dis()
+                if timer is not None:
+                    timer_cost_s = timer.handler_cost_s(sys._getframe())
             draw = jitter[turn]
             turn = (turn + 1) % _JITTER_TABLE
             next_tick += interval_s * (1.0 + _JITTER * (2.0 * draw - 1.0))
@@ -360,6 +391,9 @@ class Runner:
         self._config = config
         self._reporting_interval_s = config.reporting_interval_ms / 1000.0
         self._governor.reconfigure(config.sampling_interval_ms)
+        if self._timer is not None:
+            self._timer.max_depth = config.max_stack_depth
+        self._rearm = True
         self._new_limits = True
         self._attention = True
 

@@ -45,6 +45,7 @@ from codeguru_agent.sampling.frames import Frame
 if TYPE_CHECKING:
     from codeguru_agent.sampling.greenlets import GreenletSampler
     from codeguru_agent.sampling.tasks import TaskSampler
+    from codeguru_agent.sampling.timer import MainThreadTimer
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,16 @@ class Aggregate(NamedTuple):
     """Samples of suspended greenlets among the counts."""
     unit_errors: int = 0
     """Ticks whose tasks or greenlets could not be read (the threads' samples were kept)."""
+    timer_samples: int = 0
+    """Samples of the main thread taken by its timer (``timer.py``) among the counts."""
+    timer_fallbacks: int = 0
+    """Ticks, while the timer was live, that took the main thread from the sampling thread's view
+    because no timer sample had come for two ticks (the main thread in C code that holds the GIL or
+    blocks the signal)."""
+    timer_dropped: int = 0
+    """Timer samples dropped: the deque was full, or the timer ran ahead of the ticks."""
+    timer_off: Tuple[Tuple[str, int], ...] = ()
+    """Why the main thread's timer was not used or given up since start, with counts (``timer.py``)."""
 
     def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
         """Frame ids resolved into root-first frame stacks, with their counts (run this off the
@@ -233,6 +244,16 @@ class Sampler:
         self._tasks: Optional[TaskSampler] = None
         self._greenlets: Optional[GreenletSampler] = None
         self._agent_threads: Set[int] = set()
+        self.timer: Optional[MainThreadTimer] = None
+        """The main thread's timer, set by the runner: while it is live, the main thread's samples
+        are the ones its handler recorded, and the tick's own view of that thread is left out."""
+        self._timer_quiet = 0
+        """Ticks in a row that drained no timer sample."""
+        self._timer_owed = 0
+        """Main thread samples the ticks so far are owed by the timer (at most two)."""
+        self.timer_samples_taken = 0
+        self._timer_dropped_seen = 0
+        """Timer samples counted since the sampler began (the runner charges each to the budget)."""
         self._table = FrameTable()
         self._threads: Dict[int, Tuple[Any, int, int]] = {}
         """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
@@ -280,6 +301,10 @@ class Sampler:
         self._task_samples = 0
         self._greenlet_samples = 0
         self._unit_errors = 0
+        self._timer_samples = 0
+        self._timer_fallbacks = 0
+        self._timer_surplus = 0
+        self._timer_owed = 0
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
@@ -306,6 +331,10 @@ class Sampler:
             return
         me = native.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
         frames.pop(me, None)  # see the module's note on the sampler's own frame
+        timer = self.timer
+        main: Optional[Tuple[int, types.FrameType]] = None
+        if timer is not None and timer.live:
+            main = self._count_timer_samples(timer, frames)
         items: Collection[Tuple[int, types.FrameType]] = frames.items()
         if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
@@ -343,10 +372,53 @@ class Sampler:
             for ident in [ident for ident in threads if ident not in frames and ident != me]:
                 del threads[ident]  # an ended thread
         if self._units:
-            self._sample_units(items)
+            self._sample_units(items if main is None else [*items, main])
         self._ticks += 1
-        self._threads_seen += len(items) - skipped
+        self._threads_seen += len(items) - skipped + (main is not None)
         self._end_s = self._clock()
+
+    def _count_timer_samples(
+        self, timer: "MainThreadTimer", frames: Dict[int, types.FrameType]
+    ) -> Optional[Tuple[int, types.FrameType]]:
+        """Count the main thread's timer samples, and take the main thread out of ``frames``; returns
+        it with the frame the units pass is to read (None if it stays in ``frames``).
+
+        The main thread keeps the weight of one sample per tick, as every other thread: a tick
+        without a timer sample leaves it uncounted and owes it to the next tick (the timer runs on
+        its own schedule, so the next tick usually brings two), and a tick counts at most the
+        samples owed (the timer keeps its pace while a busy host delays the ticks). A second tick
+        in a row without one means the handler cannot run (C code holding the GIL, the signal
+        blocked): the main thread is then counted from ``frames`` like any other thread.
+        """
+        ident = timer.ident
+        if ident is None or (not timer.ours() and not timer.check()):  # check() gives up, and says why
+            return None
+        drained = timer.drain()
+        owed = self._timer_owed + 1
+        if not drained:
+            self._timer_quiet += 1
+            if self._timer_quiet >= 2 and ident in frames:
+                self._timer_fallbacks += 1
+                self._timer_owed = 0
+                return None
+            self._timer_owed = min(owed, 2)
+            current = frames.pop(ident, None)
+            return None if current is None else (ident, current)
+        self._timer_quiet = 0
+        if len(drained) > owed:  # the timer ran ahead of the ticks (late ticks): the newest samples count
+            self._timer_surplus += len(drained) - owed
+            drained = drained[-owed:]
+        self._timer_owed = owed - len(drained)
+        current = frames.pop(ident, None)
+        known = self._threads.get(ident)
+        if known is _SKIPPED or (known is None and self._classify(ident)):
+            return None
+        counts = self._counts
+        for chain in drained:
+            counts[self._walk_captured(chain)] += 1
+        self._timer_samples += len(drained)
+        self.timer_samples_taken += len(drained)
+        return None if current is None else (ident, current)  # the units pass reads the live stack
 
     def _sample_units(self, items: Iterable[Tuple[int, types.FrameType]]) -> None:
         """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.
@@ -505,6 +577,42 @@ class Sampler:
             key, folded = self._walk_resolving(frame)
         else:
             folded = False
+        return self._stack_id(key, folded)
+
+    def _walk_captured(self, chain: Sequence[Any]) -> int:
+        """The stack id of a stack the main thread's timer captured (``timer.py``): its frames and
+        their offsets, leaf first, then None if the depth bound cut it.
+
+        The frames may have moved on or returned since, and a generator's or coroutine's frame
+        loses its caller when it suspends: so the chain is read as captured, never through
+        ``f_back`` or the frames' current offsets.
+        """
+        table = self._table
+        fast = table.fast
+        leaf, lasti = chain[0], chain[1]
+        frame_id = fast.get(id(leaf.f_code), _NO_POSITIONS).get(lasti, -1)
+        child = table.leaf_children.get((id(leaf.f_code), lasti), -2)
+        key = [child, frame_id] if child >= 0 else [frame_id]
+        append = key.append
+        end = min(len(chain) - 1, 2 * self._max_depth)
+        for index in range(2, end, 2):
+            append(fast.get(id(chain[index].f_code), _NO_POSITIONS).get(chain[index + 1], -1))
+        cut = end < len(chain) - 1 or chain[-1] is None
+        if cut:
+            append(table.truncated_id)
+        folded = False
+        if frame_id < 0 or child == -2 or -1 in key:
+            key = []
+            for index in range(0, end, 2):
+                if not self._resolve(chain[index], key, index == 0, chain[index + 1]):
+                    folded = True
+            if cut:
+                key.append(table.truncated_id)
+        return self._stack_id(key, folded)
+
+    def _stack_id(self, key: List[int], folded: bool) -> int:
+        """The id of the stack ``key`` (walked, and resolved where needed), added if it is new."""
+        table = self._table
         stack_key = tuple(key)
         stack_id = self._stack_ids.get(stack_key)
         if stack_id is not None:
@@ -539,9 +647,10 @@ class Sampler:
                 key.append(self._table.truncated_id)
         return key, folded
 
-    def _resolve(self, frame: types.FrameType, key: List[int], leaf: bool) -> bool:
+    def _resolve(self, frame: types.FrameType, key: List[int], leaf: bool, offset: int = -1) -> bool:
         """Append the ids of a frame the fast path does not know; False, with ``key`` cleared, if
         its position does not fit in the bound (the sample then folds into the frame's ancestors).
+        ``offset``: where the frame was when it was captured, if not where it is now.
 
         Runs for the leaf (its synthetic child), a new code object or offset, and botocore's
         ``_api_call`` (its operation frame).
@@ -554,10 +663,11 @@ class Sampler:
                 key.clear()
                 return False
             entry = table.add_code(code)
-        offset = frame.f_lasti
+        if offset < 0:
+            offset = frame.f_lasti
         frame_id = entry.positions.get(offset)
         if frame_id is None:
-            position = Frame(entry.name, entry.file, frame.f_lineno)
+            position = Frame(entry.name, entry.file, _line_at(frame, code, offset))
             frame_id = table.frame_id(position)
             if self._over(_POSITION_BYTES + (_FRAME_BYTES if frame_id is None else 0)):
                 key.clear()
@@ -678,13 +788,36 @@ class Sampler:
             task_samples=self._task_samples,
             greenlet_samples=self._greenlet_samples,
             unit_errors=self._unit_errors,
+            timer_samples=self._timer_samples,
+            timer_fallbacks=self._timer_fallbacks,
+            **self._timer_state(),
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
             self._table = FrameTable()  # the frame cache outgrew half the bound: start it afresh
         self._reset(now)
         return aggregate
 
+    def _timer_state(self) -> Dict[str, Any]:
+        """The timer's drops this interval and its reasons for being off, for the sealed aggregate."""
+        timer = self.timer
+        if timer is None:
+            return {}
+        dropped, self._timer_dropped_seen = timer.dropped - self._timer_dropped_seen, timer.dropped
+        dropped = max(0, dropped) + self._timer_surplus
+        return {"timer_dropped": dropped, "timer_off": tuple(sorted(timer.reasons.items()))}
+
     @property
     def ticks(self) -> int:
         """Ticks in the current interval."""
         return self._ticks
+
+
+def _line_at(frame: types.FrameType, code: types.CodeType, offset: int) -> Optional[int]:
+    """The line of ``code`` at ``offset``: the frame's own if it is still there, else from the line
+    table (a frame the main thread's timer captured may have moved on since)."""
+    if offset == frame.f_lasti or not hasattr(code, "co_lines"):  # co_lines: Python 3.10 and later
+        return frame.f_lineno
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return frame.f_lineno

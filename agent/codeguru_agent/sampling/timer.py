@@ -1,0 +1,316 @@
+"""The main thread's timer: a kernel interval timer whose handler records where the main thread is.
+
+A sampling thread sees a busy thread only when it gets the GIL: at a blocking call or after the
+switch interval (5 ms). CPU bursts shorter than that, between blocking calls (a request handler's
+work), never show in its samples. ``ITIMER_REAL`` sends SIGALRM every sampling interval; CPython
+runs the Python handler on the main thread at its next bytecode boundary (a blocking call is
+interrupted, the handler runs, and the call is retried: PEP 475), and the handler's ``frame`` is
+where the main thread was. So the main thread is seen where its wall-clock time goes.
+
+The handler only appends ``(frame, offset)`` to a short bounded deque (an atomic append); the
+sampling thread drains it at each tick and counts those samples through its normal walk. The deque
+holds frames, which keep their locals alive: it is drained every tick and holds a few at most.
+
+The timer is the host's signal, so it is taken only when nobody else uses it, and given up the
+moment the host wants it (a handler of its own, or ``alarm``/``setitimer`` of its own): the host's
+values are never touched. This module imports ``_signal``, the C module loaded at start-up, not
+``signal`` (its enums cost a millisecond of the host's start()).
+"""
+
+from __future__ import annotations
+
+import _signal as _c_signal
+import logging
+import os
+import threading
+import types
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Final, List, Optional
+
+logger = logging.getLogger(__name__)
+_signal: Any = _c_signal
+"""``signal``'s functions without its enums; the type stubs describe only ``signal``."""
+
+CAPACITY: Final = 16
+"""Samples kept between two drains: the sampling thread drains every tick (about one sample), so
+more than a few means it was starved; the oldest are dropped (and counted) first."""
+DELIVERY_COST_S: Final = 10e-6
+"""What one SIGALRM costs the main thread beyond the handler's own Python: the kernel's delivery,
+an interrupted system call's retry, CPython's trip and dispatch. Measured in benchmarks/bursts.py
+(``--cost``): 6 to 16 µs per signal on this machine's shared cores."""
+
+# Why the timer is not (or no longer) in use; reported per reason in the profile's debug info.
+NOT_MAIN_THREAD: Final = "notMainThread"
+UNSUPPORTED: Final = "unsupported"
+HANDLER_IN_USE: Final = "handlerInUse"
+TIMER_IN_USE: Final = "timerInUse"
+HANDLER_REPLACED: Final = "handlerReplaced"
+TIMER_CHANGED: Final = "timerChanged"
+EXEC: Final = "exec"
+_REASONS: Final = {
+    NOT_MAIN_THREAD: "start() was called off the main thread, where Python cannot install signal handlers",
+    UNSUPPORTED: "this platform has no interval timer",
+    HANDLER_IN_USE: "the program has its own SIGALRM handler",
+    TIMER_IN_USE: "the program's interval timer (signal.alarm or setitimer) is in use",
+    HANDLER_REPLACED: "the program installed its own SIGALRM handler",
+    TIMER_CHANGED: "the program set the interval timer itself",
+    EXEC: "the program called exec",
+}
+
+Sample = List[Any]
+"""The main thread's frames and their offsets when the signal came, leaf first: ``[frame, offset,
+caller, offset, ...]``, then None if the depth bound cut it. Read as captured: a coroutine's frame
+loses its caller when it suspends, and the frames move on before the sampling thread reads them."""
+
+
+class MainThreadTimer:
+    """SIGALRM and ``ITIMER_REAL``, owned by the agent while the host does not use them.
+
+    ``install`` and ``uninstall`` run on the main thread (Python allows signal handlers nowhere
+    else); ``arm``, ``disarm``, ``drain`` and ``check`` on the sampling thread.
+    """
+
+    def __init__(self) -> None:
+        self._samples: Deque[Sample] = deque(maxlen=CAPACITY)
+        self.dropped = 0
+        """Samples the deque had no room for (the sampling thread was starved)."""
+        self.live = False
+        """Installed and not given up: the handler records samples, the sampling thread drains them."""
+        self.interval_s = 0.0
+        """The interval the timer is armed with (0: disarmed)."""
+        self.held = False
+        """Set while the profiler is paused: a signal still in flight records nothing (Lambda may
+        freeze the process right after the pause, and nothing after it belongs to a profile)."""
+        self.reasons: Dict[str, int] = {}
+        """Why the timer was not installed or was given up, by reason (see the module's constants)."""
+        self.ident = threading.main_thread().ident
+        self.max_depth = 1000
+        """Frames captured per sample at most: the sampler's depth bound, set by the runner."""
+        self._handler = self._make_handler(self._samples)
+        self._real_exec: Dict[str, Callable[..., Any]] = {}
+
+    def _make_handler(self, samples: Deque[Sample]) -> Callable[[int, Optional[types.FrameType]], None]:
+        append = samples.append
+
+        def on_alarm(signum: int, frame: Optional[types.FrameType]) -> None:
+            """The main thread's sample: its frames and their offsets, leaf first (one list)."""
+            if frame is not None and self.live and not self.held:
+                if len(samples) == CAPACITY:
+                    self.dropped += 1
+                chain: Sample = []
+                push = chain.append
+                depth = self.max_depth
+                while frame is not None and depth:
+                    push(frame)
+                    push(frame.f_lasti)
+                    frame = frame.f_back
+                    depth -= 1
+                if frame is not None:
+                    push(None)  # cut by the depth bound
+                append(chain)
+
+        return on_alarm
+
+    # --- on the main thread ------------------------------------------------------------------------
+
+    def install(self) -> bool:
+        """Take SIGALRM if nobody uses it or its timer; False (and the reason, said once) otherwise."""
+        if self.live:
+            return True
+        setitimer = getattr(_signal, "setitimer", None)
+        if setitimer is None or not hasattr(_signal, "SIGALRM"):
+            return self._refuse(UNSUPPORTED)
+        if threading.current_thread() is not threading.main_thread():
+            return self._refuse(NOT_MAIN_THREAD)
+        try:
+            if _signal.getsignal(_signal.SIGALRM) is not _signal.SIG_DFL:
+                return self._refuse(HANDLER_IN_USE)
+            if _signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0):
+                return self._refuse(TIMER_IN_USE)
+            self._samples.clear()
+            self.ident = threading.main_thread().ident
+            self.live = True
+            _signal.signal(_signal.SIGALRM, self._handler)
+        except ValueError:  # the main thread of another interpreter
+            self.live = False
+            return self._refuse(NOT_MAIN_THREAD)
+        self._guard_exec()
+        return True
+
+    def uninstall(self) -> None:
+        """Disarm, and give SIGALRM back to the default action if the handler is still ours (else
+        the host's handler stays). Off the main thread the handler cannot be changed: it stays,
+        inert, until the next start() or the process's end."""
+        self.live = False
+        self.disarm()
+        self._unguard_exec()
+        if threading.current_thread() is threading.main_thread() and self.ours():
+            try:
+                _signal.signal(_signal.SIGALRM, _signal.SIG_DFL)
+            except ValueError:  # another interpreter's main thread: left inert
+                pass
+        self._samples.clear()
+
+    def reset_in_child(self) -> None:
+        """In a forked child (its only thread, its main thread): the kernel dropped the timer, the
+        handler was inherited. The program's own disposition comes back; a restarted agent installs
+        again."""
+        was_ours = self.ours()
+        self.live = False
+        self.interval_s = 0.0
+        self.dropped = 0
+        self._samples.clear()
+        self._unguard_exec()
+        if was_ours:
+            try:
+                _signal.signal(_signal.SIGALRM, _signal.SIG_DFL)
+            except ValueError:  # not the main thread after all: left inert
+                pass
+
+    # --- on the sampling thread --------------------------------------------------------------------
+
+    def arm(self, interval_s: float) -> None:
+        """Fire every ``interval_s`` (rounded to the microsecond, the kernel's unit), if still ours."""
+        interval_s = max(1e-6, round(interval_s, 6))
+        if not self.check():
+            return
+        if not self.interval_s and _signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0):
+            self._give_up(TIMER_CHANGED, disarm=False)  # the program set it since install() or disarm()
+            return
+        try:
+            _signal.setitimer(_signal.ITIMER_REAL, interval_s, interval_s)
+        except (OSError, ValueError):  # refused by the kernel: the sampling thread's view for good
+            self._give_up(UNSUPPORTED, disarm=False)
+            return
+        self.interval_s = interval_s
+
+    def disarm(self) -> None:
+        """Stop the timer, only if it is still the one set here (never the host's)."""
+        if self.interval_s and self._timer_is_ours():
+            try:
+                _signal.setitimer(_signal.ITIMER_REAL, 0.0, 0.0)
+            except (OSError, ValueError):  # nothing more to do: it was ours and stays as the kernel left it
+                pass
+        self.interval_s = 0.0
+
+    def check(self) -> bool:
+        """Whether the timer is still live: the handler still ours and the timer still as set here;
+        if the host took either, give up (leaving the host's values alone)."""
+        if not self.live:
+            return False
+        if not self.ours():
+            self._give_up(HANDLER_REPLACED, disarm=True)
+            return False
+        if self.interval_s and not self._timer_is_ours():
+            self._give_up(TIMER_CHANGED, disarm=False)
+            return False
+        return True
+
+    def hold(self, held: bool) -> None:
+        """Record nothing from now on (pause), or again (resume); either way forget what waits."""
+        self.held = held
+        self._samples.clear()
+
+    def drain(self) -> List[Sample]:
+        """The samples recorded since the last drain, oldest first (none once given up)."""
+        samples = self._samples
+        if not samples:
+            return []
+        drained = []
+        pop = samples.popleft
+        try:
+            while True:
+                drained.append(pop())
+        except IndexError:
+            pass
+        return drained if self.live else []
+
+    def handler_cost_s(self, frame: types.FrameType, calls: int = 200) -> float:
+        """The handler's own cost per call, timed on the calling thread with a private deque, plus
+        the signal's delivery (``DELIVERY_COST_S``): what each timer sample is charged to the budget."""
+        import time
+
+        handler = self._make_handler(deque(maxlen=CAPACITY))
+        live, self.live = self.live, True
+        dropped = self.dropped
+        try:
+            start = time.thread_time()
+            for _ in range(calls):
+                handler(14, frame)
+            elapsed = time.thread_time() - start
+        finally:
+            self.live = live and self.live
+            self.dropped = dropped
+        return max(0.0, elapsed / calls) + DELIVERY_COST_S
+
+    # --- both --------------------------------------------------------------------------------------
+
+    def ours(self) -> bool:
+        """Whether SIGALRM's handler is this timer's."""
+        try:
+            return _signal.getsignal(_signal.SIGALRM) is self._handler
+        except Exception:  # no SIGALRM here: not ours
+            return False
+
+    def _timer_is_ours(self) -> bool:
+        try:
+            interval = _signal.getitimer(_signal.ITIMER_REAL)[1]
+        except Exception:  # no interval timer here
+            return False
+        return abs(float(interval) - self.interval_s) < 2e-6
+
+    def _give_up(self, reason: str, *, disarm: bool) -> None:
+        self.live = False
+        if disarm:
+            self.disarm()
+        self.interval_s = 0.0
+        self._samples.clear()
+        self._refuse(reason)
+
+    def _refuse(self, reason: str) -> bool:
+        count = self.reasons.get(reason, 0)
+        self.reasons[reason] = count + 1
+        if not count:
+            logger.info("the main thread is sampled by the sampling thread only: %s", _REASONS[reason])
+        return False
+
+    def _guard_exec(self) -> None:
+        """Interval timers survive ``exec`` while handlers do not: the new program would die of the
+        first SIGALRM. ``os.execv`` and ``os.execve`` (which the other ``os.exec*`` call) disarm first."""
+        if self._real_exec:
+            return
+        for name in ("execv", "execve"):
+            real = getattr(os, name, None)
+            if real is not None:
+                self._real_exec[name] = real
+                setattr(os, name, self._exec_guard(real))
+
+    def _exec_guard(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        def exec_without_timer(*args: Any, **kwargs: Any) -> Any:
+            if self.live:
+                self._give_up(EXEC, disarm=True)
+            return real(*args, **kwargs)
+
+        exec_without_timer.__name__ = real.__name__
+        exec_without_timer.__doc__ = real.__doc__
+        exec_without_timer.__wrapped__ = real  # type: ignore[attr-defined]
+        return exec_without_timer
+
+    def _unguard_exec(self) -> None:
+        """Put ``os.execv``/``os.execve`` back, unless someone wrapped them after us."""
+        for name, real in self._real_exec.items():
+            current = getattr(os, name, None)
+            if getattr(current, "__wrapped__", None) is real:
+                setattr(os, name, real)
+        self._real_exec = {}
+
+
+_timer: Optional[MainThreadTimer] = None
+
+
+def main_thread_timer() -> MainThreadTimer:
+    """The process's one timer (SIGALRM is one per process)."""
+    global _timer
+    if _timer is None:
+        _timer = MainThreadTimer()
+    return _timer
