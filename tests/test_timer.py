@@ -1,0 +1,170 @@
+"""The sampler's side of the main thread's timer: how the samples its handler records are counted.
+
+The handler is called here directly, on the main thread (pytest's), with the frame it is given
+when a signal comes; the sampler's tick runs on a thread of its own, as the agent's does. No
+signal is sent: SIGALRM belongs to pytest-timeout in this process.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Dict, Generator, Tuple
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.sampling.sampler import Sampler
+from codeguru_agent.sampling.timer import MainThreadTimer
+
+
+def timer_for_test() -> MainThreadTimer:
+    """A live timer that is not installed: its handler is called by the test."""
+    timer = MainThreadTimer()
+    timer.live = True
+    timer.ours = lambda: True  # type: ignore[method-assign]
+    return timer
+
+
+def tick(sampler: Sampler) -> None:
+    """One tick on a thread of its own (the sampler leaves its own thread out, as the agent's does)."""
+    worker = threading.Thread(target=sampler.sample)
+    worker.start()
+    worker.join()
+
+
+def stacks(sampler: Sampler) -> Dict[Tuple[str, ...], int]:
+    """This interval's counts by stack of frame names, root first."""
+    counts: Dict[Tuple[str, ...], int] = {}
+    for stack, count in sampler.seal().resolved_stacks().items():
+        names = tuple(frame.name for frame in stack)
+        counts[names] = counts.get(names, 0) + count
+    return counts
+
+
+def main_thread_counts(counts: Dict[Tuple[str, ...], int], function: str) -> int:
+    return sum(count for stack, count in counts.items() if any(name.endswith(function) for name in stack))
+
+
+def record(timer: MainThreadTimer) -> None:
+    """What the handler does when SIGALRM interrupts this function."""
+    timer._handler(14, sys._getframe())
+
+
+def suspended_coroutine_sample(timer: MainThreadTimer) -> Generator[None, None, None]:
+    record(timer)
+    yield
+
+
+def drive_coroutine(timer: MainThreadTimer) -> Generator[None, None, None]:
+    steps = suspended_coroutine_sample(timer)
+    next(steps)  # recorded inside, then suspended: its frame has no caller any more
+    return steps
+
+
+def test_a_suspended_coroutines_callers_are_counted_as_captured() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    steps = drive_coroutine(timer)
+    tick(sampler)
+    counts = stacks(sampler)
+    captured = [stack for stack in counts if stack[-1].endswith(":record")]
+    assert len(captured) == 1, counts
+    assert [name.rsplit(":", 1)[-1] for name in captured[0][-4:]] == [
+        "test_a_suspended_coroutines_callers_are_counted_as_captured",
+        "drive_coroutine",
+        "suspended_coroutine_sample",
+        "record",
+    ]
+    steps.close()
+
+
+def burn_sample(timer: MainThreadTimer, samples: int) -> None:
+    for _ in range(samples):
+        record(timer)
+
+
+def test_the_main_thread_keeps_one_sample_per_tick() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    burn_sample(timer, 1)
+    tick(sampler)  # one recorded: counted
+    tick(sampler)  # none: owed to the next tick, the main thread is not counted from its frames
+    burn_sample(timer, 3)
+    tick(sampler)  # three recorded, two owed: the newest two count
+    aggregate = sampler.seal()
+    frames = aggregate.table.frames
+    main = sum(
+        count
+        for key, count in zip(aggregate.stacks, aggregate.counts)
+        if any(frames[frame_id].name.endswith(":burn_sample") for frame_id in key)
+    )
+    assert (main, aggregate.num_times_sampled) == (3, 3)
+    assert aggregate.timer_samples == 3 and aggregate.timer_dropped == 1 and aggregate.timer_fallbacks == 0
+
+
+def test_after_two_ticks_without_a_timer_sample_the_sampling_threads_view_counts() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    tick(sampler)
+    tick(sampler)
+    tick(sampler)
+    counts = stacks(sampler)
+    # the main thread is in this test, joining the tick's thread: seen by the tick from the 2nd on
+    assert main_thread_counts(counts, ":tick") == 2, counts
+
+
+def test_an_excluded_main_thread_is_not_counted_from_its_timer_either() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig(excluded_threads=frozenset({threading.main_thread().name})))
+    sampler.timer = timer
+    burn_sample(timer, 1)
+    tick(sampler)
+    assert main_thread_counts(stacks(sampler), ":burn_sample") == 0
+
+
+def test_a_timer_given_up_records_and_counts_nothing() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    burn_sample(timer, 1)
+    timer.ours = lambda: False  # type: ignore[method-assign]  # the program installed its own handler
+    tick(sampler)
+    burn_sample(timer, 1)
+    assert not timer.live and timer.reasons == {"handlerReplaced": 1}
+    assert timer.drain() == []
+    assert main_thread_counts(stacks(sampler), ":burn_sample") == 0
+
+
+def test_a_paused_timer_records_nothing_and_forgets_what_waited() -> None:
+    timer = timer_for_test()
+    burn_sample(timer, 2)
+    timer.hold(True)
+    burn_sample(timer, 1)
+    assert timer.drain() == []
+    timer.hold(False)
+    burn_sample(timer, 1)
+    assert len(timer.drain()) == 1
+
+
+def test_the_handler_cuts_the_stack_at_the_depth_bound() -> None:
+    timer = timer_for_test()
+    timer.max_depth = 2
+    sampler = Sampler(AgentConfig(max_stack_depth=2))
+    sampler.timer = timer
+    burn_sample(timer, 1)
+    chain = timer._samples[0]
+    assert len(chain) == 5 and chain[-1] is None  # two frames, two offsets, the cut
+    tick(sampler)
+    counts = stacks(sampler)
+    assert (
+        counts.get(("<Truncated>", "tests.test_timer:burn_sample", "tests.test_timer:record"))
+        or counts.get(("<Truncated>", "test_timer:burn_sample", "test_timer:record"))
+    ) == 1, counts
+
+
+def test_a_signal_with_no_python_frame_records_nothing() -> None:
+    timer = timer_for_test()
+    timer._handler(14, None)
+    assert timer.drain() == []
