@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Dict, Generator, Tuple
 
 from codeguru_agent.config import AgentConfig
@@ -20,6 +21,7 @@ def timer_for_test() -> MainThreadTimer:
     """A live timer that is not installed: its handler is called by the test."""
     timer = MainThreadTimer()
     timer.live = True
+    timer.interval_s = 0.01  # as if armed
     timer.ours = lambda: True  # type: ignore[method-assign]
     return timer
 
@@ -168,3 +170,41 @@ def test_a_signal_with_no_python_frame_records_nothing() -> None:
     timer = timer_for_test()
     timer._handler(14, None)
     assert timer.drain() == []
+
+
+def spin(cpu_s: float = 0.015) -> None:
+    """Use ``cpu_s`` of this thread's CPU time."""
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+
+def test_the_timer_is_wanted_while_the_main_thread_runs_and_not_while_it_waits() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    for _ in range(4):
+        burn_sample(timer, 1)
+        time.sleep(0.05)  # the main thread waits between two ticks: next to no CPU time
+        tick(sampler)
+    assert not sampler.timer_wanted
+    timer.interval_s = 0.0  # what the runner does: the main thread is now seen by the tick
+    tick(sampler)
+    spin()
+    tick(sampler)
+    assert sampler.timer_wanted
+    counts = stacks(sampler)
+    assert main_thread_counts(counts, ":burn_sample") == 4
+    assert main_thread_counts(counts, ":tick") == 2, counts  # the two ticks with the timer stopped
+
+
+def test_kept_armed_the_timer_stays_wanted_while_the_main_thread_waits() -> None:
+    timer = timer_for_test()
+    timer.always_armed = True
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    for _ in range(5):
+        burn_sample(timer, 1)
+        time.sleep(0.05)
+        tick(sampler)
+    assert sampler.timer_wanted

@@ -1,7 +1,8 @@
 """Blocking calls under the main thread's timer at 1 ms: no EINTR reaches the program.
 
-SIGALRM interrupts the main thread's system calls a thousand times a second here; PEP 475 has
-CPython retry its own calls after the handler ran, and C libraries (sqlite, OpenSSL) retry theirs.
+SIGALRM interrupts the main thread's system calls a thousand times a second here (the timer kept
+running while the main thread waits, which by default it does not); PEP 475 has CPython retry its
+own calls after the handler ran, and C libraries (SQLite, OpenSSL) retry theirs.
 The program makes the calls a service makes, each one blocked long enough for dozens of signals,
 checks every result, and reports how many timer samples the agent counted meanwhile.
 """
@@ -24,8 +25,11 @@ import threading, time, urllib.request
 import codeguru_agent
 from codeguru_agent import profiler
 
+from codeguru_agent.sampling.timer import main_thread_timer
+
 WAIT_S = 0.05
 CERT, KEY = sys.argv[1], sys.argv[2]
+main_thread_timer().always_armed = True  # by default it stops while the main thread waits
 agent = codeguru_agent.start()
 agent.wait_for_sampling(10)
 
@@ -145,7 +149,9 @@ def sqlite():
     holder.execute("create table t (x)"); holder.commit()
     holder.execute("begin exclusive")
     later(holder.commit, 0.1)
-    writer = sqlite3.connect(path, timeout=10)
+    # SQLite counts its busy wait in sleeps, and a signal cuts each sleep short: under a timer at
+    # 1 ms that never stops, a timeout lasts about a hundredth of its time (see test_timer.py)
+    writer = sqlite3.connect(path, timeout=60)
     writer.execute("insert into t values (1)"); writer.commit()
     return writer.execute("select count(*) from t").fetchone()[0]
 check("sqlite3", sqlite)

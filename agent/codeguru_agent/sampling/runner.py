@@ -101,6 +101,7 @@ class Runner:
         finally:
             if self._timer is not None:
                 self._timer.disarm()
+                self._timer.hold(True)  # nothing drains it any more: no frames kept alive
             self._under_way.set()
 
     def wait_under_way(self, timeout_s: float) -> bool:
@@ -213,6 +214,8 @@ class Runner:
         sampler.timer = timer
         if timer is not None:
             timer.max_depth = self._config.max_stack_depth
+            with self._pause_lock:
+                timer.hold(self._paused)
         timer_cost_s = DELIVERY_COST_S  # per timer sample, until calibrated after the first tick
         timer_counted = 0
         clock = time.monotonic
@@ -286,11 +289,13 @@ class Runner:
                 if idle_since is not None:
                     idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
-                if timer is not None and self._rearm and timer.live:
+                if timer is not None and self._rearm and timer.live and sampler.timer_wanted:
                     self._rearm = False
-                    # ITIMER_REAL is strictly periodic; a fresh jittered period each window keeps
-                    # it from locking onto a periodic workload's phase
-                    timer.arm(interval_s * (1.0 + _JITTER * (2.0 * jitter[turn] - 1.0)))
+                    # ITIMER_REAL is strictly periodic: a fresh period each window keeps it from
+                    # locking onto a periodic workload's phase. Never longer than the ticks' mean
+                    # interval, so that every tick finds its main thread sample (the sampler drops
+                    # the surplus): a longer period would leave some ticks without one
+                    timer.arm(interval_s * (1.0 - _JITTER * jitter[turn]))
                 check_at = min(killswitch_checked + KILLSWITCH_CHECK_S, window_start + WINDOW_S, report_at)
             wait_s = next_tick - now
             if wait_s > _SHORT_WAIT_S:
@@ -309,6 +314,11 @@ class Runner:
             except Exception:  # never let one odd frame end profiling; counted in the next profile
                 self.tick_errors += 1
                 logger.debug("sampling tick failed", exc_info=True)
+            if timer is not None and sampler.timer_wanted is not bool(timer.interval_s) and timer.live:
+                if timer.interval_s:
+                    timer.disarm()  # the main thread waits: the tick sees it (Sampler._main_waited)
+                else:
+                    timer.arm(interval_s * (1.0 - _JITTER * jitter[turn]))
             done = clock()
             ticks += 1
             held_s += done - woke

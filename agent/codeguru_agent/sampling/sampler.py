@@ -67,6 +67,16 @@ _HEAD_SPAN: Final = 1 << 20
 """More than any key's length: a stack's head, ``key[0] * _HEAD_SPAN + len(key)``, is its leaf and
 its length in one int."""
 _LEAF_BYTES: Final = 150  # a leaf position's synthetic child (tuple key, dict slot)
+_MAIN_BUSY_SHARE: Final = 0.02
+"""Below this share of a tick's interval in CPU time, the main thread is taken to have waited."""
+_SIGNAL_CPU_S: Final = 100e-6
+"""More than a timer signal costs a waiting main thread (measured: 16 to 39 µs, benchmarks/README.md)."""
+_MAIN_WINDOW_S: Final = 0.01
+"""The main thread's CPU time is compared over this much time at least (a system call is enough to
+cross 2% of a millisecond)."""
+_MAIN_IDLE_S: Final = 0.02
+"""How long the main thread waits, tick after tick, before its timer stops (see ``_main_waited``):
+longer than the waits between a program's short bursts of work, which the timer is there to see."""
 
 _RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
 _NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
@@ -251,9 +261,18 @@ class Sampler:
         """Ticks in a row that drained no timer sample."""
         self._timer_owed = 0
         """Main thread samples the ticks so far are owed by the timer (at most two)."""
+        self.timer_wanted = True
+        """Whether the main thread's timer should run: not while the main thread waits (the runner
+        arms and disarms it after each tick)."""
+        self._main_idle_since: Optional[float] = None
+        """Since when the main thread has waited at every tick (None: it ran since the last tick)."""
+        self._main_clock: Optional[Tuple[int, int]] = None
+        """The main thread's ident and its CPU-time clock id (read at each tick while the timer is live)."""
+        self._main_cpu_s = self._main_seen_s = 0.0
         self.timer_samples_taken = 0
+        """Timer samples drained since the sampler began, counted or not: each one a signal the main
+        thread paid for (the runner charges each to the budget)."""
         self._timer_dropped_seen = 0
-        """Timer samples counted since the sampler began (the runner charges each to the budget)."""
         self._table = FrameTable()
         self._threads: Dict[int, Tuple[Any, int, int]] = {}
         """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
@@ -394,6 +413,14 @@ class Sampler:
         if ident is None or (not timer.ours() and not timer.check()):  # check() gives up, and says why
             return None
         drained = timer.drain()
+        idle_since = self._main_waited(ident, timer.interval_s)
+        if not timer.interval_s:  # stopped while the main thread waits: seen by the tick, as any thread
+            self._timer_quiet = self._timer_owed = 0
+            self.timer_wanted = idle_since is None
+            return None
+        if idle_since is not None and self._main_seen_s - idle_since >= _MAIN_IDLE_S and not timer.always_armed:
+            self.timer_wanted = False
+            self._main_seen_s = 0.0  # the signals' own cost is no sign of work: measure afresh
         owed = self._timer_owed + 1
         if not drained:
             self._timer_quiet += 1
@@ -405,6 +432,7 @@ class Sampler:
             current = frames.pop(ident, None)
             return None if current is None else (ident, current)
         self._timer_quiet = 0
+        self.timer_samples_taken += len(drained)
         if len(drained) > owed:  # the timer ran ahead of the ticks (late ticks): the newest samples count
             self._timer_surplus += len(drained) - owed
             drained = drained[-owed:]
@@ -417,8 +445,39 @@ class Sampler:
         for chain in drained:
             counts[self._walk_captured(chain)] += 1
         self._timer_samples += len(drained)
-        self.timer_samples_taken += len(drained)
         return None if current is None else (ident, current)  # the units pass reads the live stack
+
+    def _main_waited(self, ident: int, timer_interval_s: float) -> Optional[float]:
+        """Since when the main thread has waited (None if it ran since the last tick): it used less
+        than ``_MAIN_BUSY_SHARE`` of the time since each tick in CPU, blocked in a call (a socket, a
+        lock, SQLite's busy wait) or idle; each signal of a timer running every ``timer_interval_s``
+        is allowed ``_SIGNAL_CPU_S`` of the main thread's time more (the wake-up, a call's retry).
+
+        Its timer then stops: each signal interrupts the call it waits in, and some C code that
+        sleeps in steps counts the steps, not the time (SQLite's busy timeout ran out in an eighth
+        of its time under a 10 ms timer); and the sampling thread sees a waiting thread where it
+        is. It starts again at the first tick that finds the main thread running. One system call
+        per tick, on the sampling thread; never waiting where the thread's clock cannot be read.
+        """
+        try:
+            if self._main_clock is None or self._main_clock[0] != ident:
+                self._main_clock = (ident, time.pthread_getcpuclockid(ident))
+            cpu_s = time.clock_gettime(self._main_clock[1])
+        except (AttributeError, OSError, OverflowError):  # no per-thread clocks here: the timer stays
+            return None
+        now_s = time.monotonic()
+        if not self._main_seen_s:  # the first reading, or the timer just stopped: a new baseline
+            self._main_cpu_s, self._main_seen_s = cpu_s, now_s
+            return self._main_idle_since
+        if now_s - self._main_seen_s < _MAIN_WINDOW_S:
+            return self._main_idle_since
+        share = _MAIN_BUSY_SHARE + (_SIGNAL_CPU_S / timer_interval_s if timer_interval_s else 0.0)
+        if cpu_s - self._main_cpu_s >= share * (now_s - self._main_seen_s):
+            self._main_idle_since = None
+        elif self._main_idle_since is None:
+            self._main_idle_since = self._main_seen_s
+        self._main_cpu_s, self._main_seen_s = cpu_s, now_s
+        return self._main_idle_since
 
     def _sample_units(self, items: Iterable[Tuple[int, types.FrameType]]) -> None:
         """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.

@@ -85,6 +85,9 @@ class MainThreadTimer:
         self.reasons: Dict[str, int] = {}
         """Why the timer was not installed or was given up, by reason (see the module's constants)."""
         self.ident = threading.main_thread().ident
+        self.always_armed = False
+        """Keep the timer running while the main thread waits (for tests and measurements: by
+        default it stops then, see ``Sampler._main_waited``)."""
         self.max_depth = 1000
         """Frames captured per sample at most: the sampler's depth bound, set by the runner."""
         self._handler = self._make_handler(self._samples)
@@ -116,7 +119,8 @@ class MainThreadTimer:
 
     def install(self) -> bool:
         """Take SIGALRM if nobody uses it or its timer; False (and the reason, said once) otherwise."""
-        if self.live:
+        if self.live and self.ours():
+            self.held = False
             return True
         setitimer = getattr(_signal, "setitimer", None)
         if setitimer is None or not hasattr(_signal, "SIGALRM"):
@@ -124,12 +128,13 @@ class MainThreadTimer:
         if threading.current_thread() is not threading.main_thread():
             return self._refuse(NOT_MAIN_THREAD)
         try:
-            if _signal.getsignal(_signal.SIGALRM) is not _signal.SIG_DFL:
+            if _signal.getsignal(_signal.SIGALRM) not in (_signal.SIG_DFL, self._handler):  # ours: left inert
                 return self._refuse(HANDLER_IN_USE)
             if _signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0):
                 return self._refuse(TIMER_IN_USE)
             self._samples.clear()
             self.ident = threading.main_thread().ident
+            self.held = False
             self.live = True
             _signal.signal(_signal.SIGALRM, self._handler)
         except ValueError:  # the main thread of another interpreter
