@@ -7,9 +7,11 @@ runs the Python handler on the main thread at its next bytecode boundary (a bloc
 interrupted, the handler runs, and the call is retried: PEP 475), and the handler's ``frame`` is
 where the main thread was. So the main thread is seen where its wall-clock time goes.
 
-The handler only appends ``(frame, offset)`` to a short bounded deque (an atomic append); the
-sampling thread drains it at each tick and counts those samples through its normal walk. The deque
-holds frames, which keep their locals alive: it is drained every tick and holds a few at most.
+The handler only copies the main thread's frames and their offsets into a list and appends it to a
+short bounded deque (an atomic append); the sampling thread drains it at each tick and counts those
+samples through its normal walk. The deque holds frames, which keep their locals alive: it is
+drained every tick and holds a few at most. The sampling thread stops the timer while the main
+thread waits, and starts it again when it runs (``Sampler._main_waited``).
 
 The timer is the host's signal, so it is taken only when nobody else uses it, and given up the
 moment the host wants it (a handler of its own, or ``alarm``/``setitimer`` of its own): the host's
@@ -165,6 +167,7 @@ class MainThreadTimer:
         self.live = False
         self.interval_s = 0.0
         self.dropped = 0
+        self.reasons = {}  # the child's own, said again if they apply to it
         self._samples.clear()
         self._unguard_exec()
         if was_ours:
