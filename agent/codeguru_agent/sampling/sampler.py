@@ -412,6 +412,10 @@ class Sampler:
         ident = timer.ident
         if ident is None or (not timer.ours() and not timer.check()):  # check() gives up, and says why
             return None
+        top = frames.get(ident)
+        if top is not None and top.f_code is timer.handler_code and top.f_back is not None:
+            frames[ident] = top.f_back  # caught in the handler: where the handler interrupted it
+        del top
         drained = timer.drain()
         idle_since = self._main_waited(ident, timer.interval_s)
         if not timer.interval_s:  # stopped while the main thread waits: seen by the tick, as any thread

@@ -93,14 +93,18 @@ class MainThreadTimer:
         self.max_depth = 1000
         """Frames captured per sample at most: the sampler's depth bound, set by the runner."""
         self._handler = self._make_handler(self._samples)
+        self.handler_code = self._handler.__code__
+        """The handler's code: a main thread the sampling thread finds running it is counted where
+        the handler interrupted it."""
         self._real_exec: Dict[str, Callable[..., Any]] = {}
 
     def _make_handler(self, samples: Deque[Sample]) -> Callable[[int, Optional[types.FrameType]], None]:
         append = samples.append
 
         def on_alarm(signum: int, frame: Optional[types.FrameType]) -> None:
-            """The main thread's sample: its frames and their offsets, leaf first (one list)."""
-            if frame is not None and self.live and not self.held:
+            """The main thread's sample: its frames and their offsets, leaf first (one list); none
+            for a signal that came while the handler ran (its own frame: the sample is being taken)."""
+            if frame is not None and self.live and not self.held and frame.f_code is not on_alarm.__code__:
                 if len(samples) == CAPACITY:
                     self.dropped += 1
                 chain: Sample = []
