@@ -109,12 +109,24 @@ def test_after_two_ticks_without_a_timer_sample_the_sampling_threads_view_counts
     timer = timer_for_test()
     sampler = Sampler(AgentConfig())
     sampler.timer = timer
-    tick(sampler)
-    tick(sampler)
-    tick(sampler)
+    burn_sample(timer, 1)
+    tick(sampler)  # a timer sample
+    tick(sampler)  # none: owed to the next tick
+    tick(sampler)  # none again: the tick's own view counts
+    tick(sampler)  # and again
     counts = stacks(sampler)
-    # the main thread is in this test, joining the tick's thread: seen by the tick from the 2nd on
+    # the main thread is in this test, joining the tick's thread
+    assert main_thread_counts(counts, ":burn_sample") == 1
     assert main_thread_counts(counts, ":tick") == 2, counts
+
+
+def test_an_intervals_first_tick_without_a_timer_sample_counts_the_sampling_threads_view() -> None:
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    tick(sampler)  # a program's last interval may have this one tick only: it must not be empty
+    aggregate = sampler.seal()
+    assert aggregate.num_times_sampled == 1 and sum(aggregate.counts) == 1
 
 
 def test_an_excluded_main_thread_is_not_counted_from_its_timer_either() -> None:

@@ -407,7 +407,9 @@ class Sampler:
         its own schedule, so the next tick usually brings two), and a tick counts at most the
         samples owed (the timer keeps its pace while a busy host delays the ticks). A second tick
         in a row without one means the handler cannot run (C code holding the GIL, the signal
-        blocked): the main thread is then counted from ``frames`` like any other thread.
+        blocked): the main thread is then counted from ``frames`` like any other thread; so is it
+        at an interval's first tick, which has no later tick to be paid by (a program's last
+        interval, at its exit, may have only one).
         """
         ident = timer.ident
         if ident is None or (not timer.ours() and not timer.check()):  # check() gives up, and says why
@@ -428,7 +430,7 @@ class Sampler:
         owed = self._timer_owed + 1
         if not drained:
             self._timer_quiet += 1
-            if self._timer_quiet >= 2 and ident in frames:
+            if (self._timer_quiet >= 2 or not self._ticks) and ident in frames:
                 self._timer_fallbacks += 1
                 self._timer_owed = 0
                 return None
