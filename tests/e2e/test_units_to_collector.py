@@ -295,6 +295,13 @@ def workers_of(master: int) -> Set[int]:
         return set()
 
 
+def said(server: subprocess.Popen[str]) -> str:
+    """What the server said before it was stopped: why a worker's profile never came."""
+    server.kill()
+    _stdout, stderr = server.communicate()
+    return f"every worker's profile; the server said: {stderr[-3000:]}"
+
+
 @pytest.mark.slow
 def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the_backend(
     collector: CollectorHandle, tmp_path: Path, backend: int
@@ -315,7 +322,7 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
     command = [
         sys.executable, "-m", "codeguru_agent", "-m", "gunicorn",
         "--worker-class", "gevent", "--workers", str(workers), "--bind", f"fd://{fd}",
-        "--graceful-timeout", str(graceful_timeout_s), "gevent_app:app",
+        "--graceful-timeout", str(graceful_timeout_s), "--config", str(APPS / "gevent_conf.py"), "gevent_app:app",
     ]  # fmt: skip
     server = subprocess.Popen(
         command, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -327,9 +334,7 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
         )
         wait_until(lambda: get(f"{base}/slow").startswith("ok"), HOST_TIMEOUT_S, "the first answer")
         failures = load([f"{base}/slow"], clients=16, requests=25)
-        wait_until(
-            lambda: pids <= set(process_ids(collector.profiles(group))), HOST_TIMEOUT_S, "every worker's profile"
-        )
+        wait_until(lambda: pids <= set(process_ids(collector.profiles(group))), HOST_TIMEOUT_S, lambda: said(server))
         server.send_signal(signal.SIGTERM)
         _stdout, stderr = server.communicate(timeout=graceful_timeout_s / 3)  # far from the graceful timeout
     finally:
@@ -340,6 +345,8 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
     assert failures == [], failures[:5]
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr and "WORKER TIMEOUT" not in stderr, stderr
+    print(stderr)
+    assert "disabled" not in stderr, stderr  # no worker's agent gave up during its patch_all
     documents = documents_of(collector, group)
     assert_clean(documents)
     paths = self_counts(documents)
