@@ -65,6 +65,39 @@ def prepare_host_hub() -> None:
         get_hub()
 
 
+_agent_hubs: Dict[int, object] = {}
+"""The hubs given the blocking resolver, by their agent thread's ident."""
+
+
+def prepare_agent_hub() -> None:
+    """On an agent thread about to use the network once gevent has patched ``socket``: give this
+    thread's own hub a resolver that calls the system's directly.
+
+    The agent's client (botocore, imported after the patch, or repointed) then makes gevent
+    sockets, and an OS thread that is not the host's gets a hub of its own on first use. That hub's
+    default resolver runs ``getaddrinfo`` in a thread pool whose first use imports
+    ``concurrent.futures.thread``, which registers an exit hook: at interpreter exit (the agent's
+    last delivery, or its first one for a program that ended first) that raises "can't register
+    atexit after shutdown", and the delivery failed. The agent's thread may block on its own
+    lookups: no greenlet of the host's runs there. Cheap to call again on the same thread.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return
+    try:
+        if not monkey.is_module_patched("socket"):
+            return
+        import importlib
+
+        hub = importlib.import_module("gevent").get_hub()
+        ident = get_ident()
+        if _agent_hubs.get(ident) is not hub:  # (an ident is reused by a later thread)
+            hub.resolver = importlib.import_module("gevent.resolver.blocking").Resolver(hub=hub)
+            _agent_hubs[ident] = hub
+    except Exception:  # an odd gevent: its own resolver, as before
+        pass
+
+
 class Event:
     """``threading.Event`` on the original locks: set, clear, wait with a timeout, from any OS thread."""
 
@@ -309,6 +342,7 @@ def gevent_patch_pending() -> bool:
 def _after_fork_in_child() -> None:
     global _patch_gate
     _patch_gate = _PatchGate()  # a thread inside it, or its lock's holder, is not in the child
+    _agent_hubs.clear()
     for os_thread in list(_os_threads.values()):
         if os_thread.ident != get_ident():
             os_thread._forked_away = True

@@ -122,6 +122,7 @@ class ServiceSink:
     def _call(self, operation: Any, **params: Any) -> Result:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        native.prepare_agent_hub()
         try:
             answer = operation(**params)
         except ClientError as error:
