@@ -46,6 +46,39 @@ def nap() -> None:
     gevent.sleep(3600)
 
 
+def test_a_thread_that_takes_a_finished_threads_ident_is_tracked_too() -> None:
+    """Thread idents are reused as soon as a thread ends (a pool's threads come and go): the second
+    thread's greenlets must be recorded although its ident was tracked before."""
+    first_ident: List[int] = []
+
+    def track_and_end() -> None:
+        greenlets.track_current_thread()
+        first_ident.append(threading.get_ident())
+
+    seen: Dict[str, bool] = {}
+
+    def spawn_one_waiter() -> None:
+        seen["same ident"] = threading.get_ident() == first_ident[0]
+        greenlets.track_current_thread()
+        waiter = gevent.spawn(nap)
+        gevent.sleep(0)  # the waiter runs and switches out to the hub
+        seen["recorded"] = id(waiter) in greenlets._tracker.suspended
+        waiter.kill()
+
+    for _ in range(20):  # the C library hands an ended thread's stack, hence its ident, to the next
+        first_ident.clear()
+        first = threading.Thread(target=track_and_end)
+        first.start()
+        first.join(WAIT_S)
+        second = threading.Thread(target=spawn_one_waiter)
+        second.start()
+        second.join(WAIT_S)
+        if seen.get("same ident"):
+            break
+    assert seen.get("same ident"), "no ident was reused in 20 tries: the case is not exercised"
+    assert seen.get("recorded"), "the second thread's greenlet switches were not recorded"
+
+
 def test_suspended_greenlets_are_samples_under_their_name_and_the_running_one_is_the_thread() -> None:
     ready, release = threading.Event(), threading.Event()
     traced: List[str] = []

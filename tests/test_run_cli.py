@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -488,6 +489,52 @@ def test_a_forked_child_gets_the_programs_own_sigterm_disposition_back(tmp_path:
         "pool ['default']",
         "fork after the program's own handler own_handler",
     ]
+
+
+EARLY_SIGTERM_SITE = """
+import os
+import signal
+
+
+def sigterm_before_the_agents_hooks():
+    # Runs in each forked child before any at-fork hook the command line registers later. A SIGTERM
+    # can come sooner still, before the interpreter's own after-fork work, which forgets a signal its
+    # handler caught: only one held blocked by the kernel since the fork is sure to end the child.
+    held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    print("in the child, SIGTERM is", "held" if held else "not held", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+os.register_at_fork(after_in_child=sigterm_before_the_agents_hooks)
+"""
+
+FORK_AND_WAIT = """
+import os
+import time
+
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.5)
+    print("the child outlived its SIGTERM", flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", "ended by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited")
+"""
+
+
+def test_a_sigterm_that_reaches_a_child_before_its_at_fork_hooks_end_it(tmp_path: Path) -> None:
+    """A child may get SIGTERM before it has the default back (a pool terminated while a new worker
+    has not yet run): it must end, as it would without the agent. Caught by the inherited handler
+    before the interpreter's after-fork work, it was forgotten there, and the worker lived on and
+    hung its parent's ``terminate()`` (seen on 3.13: the worker blocked on its task queue)."""
+    site = tmp_path / "site"
+    write_program(site, EARLY_SIGTERM_SITE, name="sitecustomize.py")
+    program = write_program(tmp_path, FORK_AND_WAIT)
+
+    done = run(ENTRY_POINTS[0], ["--local", str(tmp_path / "out"), str(program)], clean_env(tmp_path, PYTHONPATH=site))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout_lines[:2] == ["in the child, SIGTERM is held", f"child ended by signal {int(signal.SIGTERM)}"]
 
 
 POOLS = """

@@ -211,9 +211,10 @@ class Profiler:
             runner, uploader = launch.wait(deadline) if launch is not None else (None, None)
             if runner is None or uploader is None:
                 return False
+            seal_failures = uploader.seal_failures
             if not runner.seal_now(max(0.0, deadline - time.monotonic())):
                 return False
-            return uploader.deliver_now(deadline)
+            return uploader.deliver_now(deadline, seal_failures)
         except Exception:  # the host must never see an agent failure
             logger.warning("CodeGuru profiler flush failed", exc_info=True)
             return False

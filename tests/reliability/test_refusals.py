@@ -68,10 +68,20 @@ def test_a_missing_group_pauses_sampling_until_it_exists(collector: CollectorHan
     )
     # Samples taken before the first answer (404) may be held and delivered; none after it, until
     # the group exists. By the second ConfigureAgent request the agent had read the first answer.
+    # A profile may begin in the pause (it is sealed on the reporting interval while idle), but the
+    # pause is kept out of its duration: what it sampled lies in its last durationInMs.
     paused_ms = collector.requests("ConfigureAgent")[1]["receivedAt"]
-    spans = [(entry["document"]["start"], entry["document"]["end"]) for entry in entries]
-    assert all(end <= paused_ms or start >= created_ms for start, end in spans), (paused_ms, created_ms, spans)
-    assert any(start >= created_ms for start, _ in spans), "sampling resumed once the group existed"
+    spans = [
+        (entry["document"]["end"] - entry["document"]["agentMetadata"]["durationInMs"], entry["document"]["end"])
+        for entry in entries
+    ]
+    slack_ms = 20  # whole milliseconds on each side of the pause's accounting
+    assert all(end <= paused_ms or sampled_from >= created_ms - slack_ms for sampled_from, end in spans), (
+        paused_ms,
+        created_ms,
+        spans,
+    )
+    assert any(sampled_from >= created_ms - slack_ms for sampled_from, _ in spans), "sampling resumed"
     assert [request["status"] for request in collector.requests("ConfigureAgent")][:2] == [404, 404]
     assert len(run.agent_warnings) == 1 and "not found" in run.agent_warnings[0], run.agent_warnings
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -113,37 +114,83 @@ def run(
     cwd: Optional[Path] = None,
     timeout_s: float = PROGRAM_TIMEOUT_S,
 ) -> Finished:
-    try:
-        done = subprocess.run(
-            command(entry, args), check=False, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout_s
-        )
-    except subprocess.TimeoutExpired as expired:
-        raise AssertionError(
-            f"{entry} {' '.join(args)} did not end within {timeout_s} s\n"
-            f"stdout:\n{expired.stdout!r}\nstderr:\n{expired.stderr!r}"
-        ) from None
-    return Finished(done.stdout, done.stderr, done.returncode)
+    process = subprocess.Popen(
+        command(entry, args),
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return finish(process, timeout_s, f"{entry} {' '.join(args)}")
 
 
-def finish(process: subprocess.Popen[str], timeout_s: float = PROGRAM_TIMEOUT_S) -> Finished:
-    """Wait for a started program; if it hangs, fail with every thread's stack, not just a timeout.
+def finish(process: subprocess.Popen[str], timeout_s: float = PROGRAM_TIMEOUT_S, what: str = "the program") -> Finished:
+    """Wait for a started program; if it hangs, fail with where every process of it was, not just a timeout.
 
-    SIGABRT makes faulthandler (on through ``clean_env``) print each thread's traceback to stderr.
+    Each process of the program's tree (its own, and its children's: pool workers, say) is listed
+    with its state and signal masks, then sent SIGABRT, which makes faulthandler (on through
+    ``clean_env``, inherited by the children) print each of its threads' tracebacks to stderr.
     """
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        import signal
-
-        process.send_signal(signal.SIGABRT)
+        tree = _process_tree(process.pid)
+        for pid in reversed(list(tree)):  # children first, one at a time: their dumps share stderr
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except OSError:
+                continue
+            _wait_gone(pid, 2.0)
         try:
             stdout, stderr = process.communicate(timeout=10)
         finally:
             process.kill()
         raise AssertionError(
-            f"the program did not end within {timeout_s} s\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            f"{what} did not end within {timeout_s} s\nprocesses:\n{_describe(tree)}\n"
+            f"stdout:\n{stdout}\nstderr:\n{stderr}"
         ) from None
     return Finished(stdout, stderr, process.returncode)
+
+
+_STATUS_FIELDS: Final = ("State", "PPid", "SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd")
+
+
+def _process_tree(pid: int) -> Dict[int, str]:
+    """The process and its descendants, each with its command line and the status lines that say why
+    it may not end (state, pending, blocked and caught signals), read before anything is sent to it."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    tree: Dict[int, str] = {}
+    for member in processes:
+        try:
+            cmdline = " ".join(member.cmdline())
+            with open(f"/proc/{member.pid}/status") as status:
+                fields = [line.strip() for line in status if line.split(":")[0] in _STATUS_FIELDS]
+            with open(f"/proc/{member.pid}/wchan") as wchan:
+                fields.append(f"wchan: {wchan.read().strip()}")
+        except (OSError, psutil.Error):
+            continue
+        tree[member.pid] = f"{cmdline}\n    " + "\n    ".join(fields)
+    return tree
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    import psutil
+
+    try:
+        psutil.Process(pid).wait(timeout_s)
+    except (psutil.Error, psutil.TimeoutExpired):
+        pass
+
+
+def _describe(tree: Mapping[int, str]) -> str:
+    return "\n".join(f"  {pid}: {text}" for pid, text in tree.items()) or "  (none left)"
 
 
 def profile_files(directory: Path) -> List[Path]:

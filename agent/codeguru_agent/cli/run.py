@@ -19,7 +19,7 @@ import sys
 import threading
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Final, List, Optional, Sequence, Set, Tuple, Union
 
 from codeguru_agent.version import VERSION
 
@@ -251,6 +251,12 @@ def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
     ``multiprocessing`` pool worker that receives ``terminate()``'s SIGTERM just as it blocks on its
     task queue's semaphore would never run it, never exit, and its parent would wait for it forever.
     The kernel's default ends the worker wherever it is, as it does without the agent.
+
+    SIGTERM stays blocked in the forking thread from just before the fork until the child has the
+    default back: one that reached the child earlier (a pool terminated while its new worker still
+    ran the at-fork hooks, the agent's restart among them) would be caught by the inherited handler,
+    and then dropped once the default was in place, leaving the worker alive. Blocked, it waits in
+    the kernel and ends the child the moment the mask is restored.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -265,13 +271,29 @@ def _flush_on_sigterm(profiler: Profiler, pid: int) -> None:
         finally:
             os.kill(os.getpid(), signum)
 
+    masks_before_fork: Dict[int, Set[int]] = {}
+    """The forking thread's signal mask before SIGTERM was blocked for its fork, by thread."""
+
+    def hold_sigterm() -> None:
+        if signal.getsignal(signal.SIGTERM) is flush_then_die:
+            masks_before_fork[threading.get_ident()] = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def release_in_parent() -> None:
+        mask = masks_before_fork.pop(threading.get_ident(), None)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     def default_in_child() -> None:
+        mask = masks_before_fork.pop(threading.get_ident(), None)
+        masks_before_fork.clear()  # other threads' forks in flight belong to the parent
         if signal.getsignal(signal.SIGTERM) is flush_then_die:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM held meanwhile ends the child here
 
     signal.signal(signal.SIGTERM, flush_then_die)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=default_in_child)
+        os.register_at_fork(before=hold_sigterm, after_in_parent=release_in_parent, after_in_child=default_in_child)
 
 
 def _program_threads_alive() -> bool:

@@ -113,18 +113,19 @@ class Uploader:
             self._give_up()
         return not self.backlog
 
-    def deliver_now(self, deadline: float) -> bool:
+    def deliver_now(self, deadline: float, seal_failures_before: int) -> bool:
         """Encode what is pending and try the backlog now, on the uploader's thread; True if all of
-        it went out (False if anything is left, or a profile failed to encode meanwhile)."""
+        it went out (False if anything is left, or a profile failed to encode since the count of
+        ``seal_failures`` was ``seal_failures_before``: the caller reads it before it hands over
+        the interval, which this thread may encode before this method is even called)."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return False
-        failures = self.seal_failures
         self._flushed.clear()
         self._flush_requested.set()
         self._wake.set()
         self._flushed.wait(max(0.0, deadline - time.monotonic()))
-        return not self._pending and not self.backlog and self.seal_failures == failures
+        return not self._pending and not self.backlog and self.seal_failures == seal_failures_before
 
     # --- the thread ----------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class _Tracker:
         self.suspended: Dict[int, weakref.ref[Any]] = {}
         self.threads: Dict[int, Optional[Callable[[str, Any], Any]]] = {}
         """Thread ident -> the trace function found there, for the threads tracked."""
+        self.traces: weakref.WeakSet[Callable[[str, Any], Any]] = weakref.WeakSet()
+        """Our trace functions: a thread is tracked if its own trace is one of them. Its ident does
+        not say so: a thread that ends leaves its ident to the next one started."""
         self.prune_at = _PRUNE_AT_LEAST
         """The size at which the trace itself drops dead greenlets: the sampler does it at each tick,
         but a stopped agent leaves the trace installed, and a server's greenlets come and go."""
@@ -55,7 +58,8 @@ def track_current_thread() -> bool:
     import _thread
 
     ident = _thread.get_ident()  # the OS thread's, whatever gevent patched into ``threading``
-    if ident in _tracker.threads:
+    gettrace = getattr(greenlet, "gettrace", None)
+    if gettrace is not None and gettrace() in _tracker.traces:
         return True
     tracker = _tracker
     suspended = tracker.suspended
@@ -73,6 +77,7 @@ def track_current_thread() -> bool:
         return None
 
     previous = settrace(trace)
+    _tracker.traces.add(trace)
     _tracker.threads[ident] = previous
     return True
 
