@@ -3,7 +3,8 @@
 
 ``/cpu`` runs a pure-Python loop (a few milliseconds of CPU); ``/wait`` waits 10 ms (``time.sleep``,
 which gevent's monkey-patching turns into a greenlet switch, or ``asyncio.sleep``). Each handler
-times itself from entry to return, and every worker process writes, when it exits, how many
+times itself from entry to return, and its thread's CPU time over its own steps (not across the
+wait, where the thread runs other requests), and every worker process writes, when it exits, how many
 requests each endpoint served, how long its handlers ran and how long it lived to
 ``$BENCH_STATS_DIR/<pid>.json`` (at exit, or at the ASGI lifespan's end: uvicorn re-raises SIGTERM
 after its shutdown, so its exit handlers never run). The handlers' names end in ``cpu_endpoint`` or
@@ -30,8 +31,8 @@ CPU_LOOPS: Final = 20_000
 WAIT_S: Final = 0.01
 
 _started = time.monotonic()
-_stats: Dict[str, List[float]] = {"cpu": [0, 0.0], "wait": [0, 0.0]}
-"""Per endpoint: requests served, seconds in the handler."""
+_stats: Dict[str, List[float]] = {"cpu": [0, 0.0, 0.0], "wait": [0, 0.0, 0.0]}
+"""Per endpoint: requests served, seconds in the handler (wall), CPU seconds in the handler."""
 _lock = threading.Lock()
 
 
@@ -43,12 +44,15 @@ def burn(loops: int) -> int:
     return total
 
 
-def _record(endpoint: str, started: float) -> None:
+def _record(endpoint: str, started: float, cpu_s: float) -> None:
+    """One request's figures. ``cpu_s`` is the thread's CPU time over the handler's own steps only:
+    across a wait (a greenlet switch, an ``await``) the thread runs other requests."""
     elapsed = time.perf_counter() - started
     with _lock:
         entry = _stats[endpoint]
         entry[0] += 1
         entry[1] += elapsed
+        entry[2] += cpu_s
 
 
 def write_stats() -> None:
@@ -57,7 +61,10 @@ def write_stats() -> None:
     if not directory:
         return
     with _lock:
-        endpoints = {name: {"requests": int(n), "handler_s": seconds} for name, (n, seconds) in _stats.items()}
+        endpoints = {
+            name: {"requests": int(n), "handler_s": seconds, "handler_cpu_s": cpu}
+            for name, (n, seconds, cpu) in _stats.items()
+        }
     if not any(entry["requests"] for entry in endpoints.values()):
         return  # the master process, or a worker that served nothing
     figures: Dict[str, Any] = {
@@ -105,17 +112,19 @@ flask_app = Flask(__name__)
 
 @flask_app.route("/cpu")
 def cpu_endpoint() -> str:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     value = burn(CPU_LOOPS)
-    _record("cpu", started)
+    _record("cpu", started, time.thread_time() - cpu)
     return str(value)
 
 
 @flask_app.route("/wait")
 def wait_endpoint() -> str:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
+    before = time.thread_time() - cpu
     time.sleep(WAIT_S)
-    _record("wait", started)
+    cpu = time.thread_time()
+    _record("wait", started, before + time.thread_time() - cpu)
     return "ok"
 
 
@@ -128,16 +137,18 @@ from starlette.routing import Route  # noqa: E402
 
 
 async def async_cpu_endpoint(request: Request) -> PlainTextResponse:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     value = burn(CPU_LOOPS)
-    _record("cpu", started)
+    _record("cpu", started, time.thread_time() - cpu)
     return PlainTextResponse(str(value))
 
 
 async def async_wait_endpoint(request: Request) -> PlainTextResponse:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
+    before = time.thread_time() - cpu
     await asyncio.sleep(WAIT_S)
-    _record("wait", started)
+    cpu = time.thread_time()
+    _record("wait", started, before + time.thread_time() - cpu)
     return PlainTextResponse("ok")
 
 

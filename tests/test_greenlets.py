@@ -174,3 +174,37 @@ def test_the_switch_record_stays_bounded_while_no_sampler_reads_it() -> None:
     assert done.wait(WAIT_S)
     thread.join(WAIT_S)
     assert len(greenlets._tracker.suspended) <= 2 * 1000 + 16  # without pruning: about 3,500
+
+
+def test_a_gevent_patch_waits_for_the_client_build_under_way_and_keeps_the_next_one_out() -> None:
+    """``patch_all()`` swaps ``ssl.SSLContext`` under the agent's feet: the two take turns."""
+    inside, leave, order = threading.Event(), threading.Event(), []
+
+    def build(name: str, entered: threading.Event, until: threading.Event) -> None:
+        with native.outside_gevent_patch():
+            order.append(f"{name} in")
+            entered.set()
+            until.wait(WAIT_S)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=build, args=("first", inside, leave))
+    first.start()
+    assert inside.wait(WAIT_S)
+    patching = threading.Thread(target=lambda: (native.gevent_patch_begins(), order.append("patch")))
+    patching.start()
+    while "patch" not in order and not native.gevent_patch_pending():
+        native.sleep(0.001)
+    second_in, go = threading.Event(), threading.Event()
+    go.set()
+    second = threading.Thread(target=build, args=("second", second_in, go))
+    second.start()
+    assert not second_in.wait(0.05)  # held while the patch is pending (not a timing claim: it must wait)
+    leave.set()
+    patching.join(WAIT_S)
+    assert order == ["first in", "first out", "patch"]
+    native.gevent_patch_ends()
+    assert second_in.wait(WAIT_S)
+    for thread in (first, second):
+        thread.join(WAIT_S)
+    assert order == ["first in", "first out", "patch", "second in", "second out"]
+    assert not native.gevent_patch_pending()

@@ -157,3 +157,49 @@ def _busy(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pass
+
+
+class NeverAnsweringSink(RecordingSink):
+    """ConfigureAgent hangs until released: an endpoint that accepts the request and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+    def configure(self, identity: FleetIdentity) -> Result:
+        self.asked.set()
+        self.release.wait(30)
+        return Result(Outcome.ACCEPTED, answer=None)
+
+
+def test_an_interval_handed_over_while_the_uploader_is_held_up_is_named_lost_at_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The uploader's thread is stuck in a request when the last interval arrives: it is never
+    encoded, and the exit's warning must still count it (it was lost in silence)."""
+    sink = NeverAnsweringSink()
+    up = Uploader(
+        AgentConfig(profiling_group_name="G"),
+        sink_factory=lambda: sink,
+        fleet_factory=Host,
+        on_configuration=lambda config, should_profile: None,
+        on_disabled=lambda reason: None,
+        is_killed=lambda: False,
+        sampler_stats=lambda: (0.0, 0),
+    )
+    thread = threading.Thread(target=up.run, name="codeguru-agent-uploader", daemon=True)
+    up.adopt(thread)
+    try:
+        with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
+            thread.start()
+            assert sink.asked.wait(30)
+            up.enqueue(aggregate(1_000), 10.0)
+            assert up.drain(time.monotonic() + 0.2) is False
+    finally:
+        sink.release.set()
+        thread.join(30)
+
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("1 profile(s) not delivered before the shutdown deadline") and "lost" in warnings[0]

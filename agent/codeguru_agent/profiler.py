@@ -426,9 +426,11 @@ _imports_held_for_gevent = False
 def before_gevent_patch_all(_event: Any = None) -> None:
     """gevent's ``will_patch_all`` plugin hook (an entry point): no agent thread may be inside an
     import while gevent replaces the import system's locks (boto3's import, begun before, then fails
-    with "cannot release un-acquired lock"), so the agent's imports wait as they do for a fork."""
+    with "cannot release un-acquired lock"), so the agent's imports wait as they do for a fork; nor
+    may it make an SSL context before the hook after the patch (see ``native.outside_gevent_patch``)."""
     global _imports_held_for_gevent
     if _active is not None and not _imports_held_for_gevent:
+        native.gevent_patch_begins()
         forksafe.hold_imports()
         _imports_held_for_gevent = True
 
@@ -438,14 +440,19 @@ def on_gevent_patch_all(_event: Any = None) -> None:
     imports go on; if an agent runs here, it records this thread's greenlets from now on. Never
     raises into gevent."""
     global _imports_held_for_gevent
+    try:
+        if _active is not None:  # before the agent's threads go on: they may build a client at once
+            _repoint_ssl_contexts()
+    except Exception:  # the host's patch_all must go on whatever happens here
+        logger.debug("could not repoint the SSL contexts after patch_all", exc_info=True)
     if _imports_held_for_gevent:
         _imports_held_for_gevent = False
+        native.gevent_patch_ends()
         forksafe.release_imports()
     try:
         profiler = _active
         if profiler is not None and profiler.is_running():
             native.prepare_host_hub()
-            _repoint_ssl_contexts()
             if profiler._config.asyncio_tasks:
                 _track_greenlets(in_child=False)
     except Exception:  # the host's patch_all must go on whatever happens here

@@ -245,7 +245,8 @@ def test_under_gevent_the_agent_samples_from_real_threads_and_shows_waiting_gree
     pytest.importorskip("gevent")
     group = f"Gevent{when.title()}"
     collector.create_group(group)
-    env = agent_env(collector, group, tmp_path, reporting_interval_ms=1000)
+    # 100 samples/s whatever the tick costs on a loaded machine: the counts below are about real threads
+    env = agent_env(collector, group, tmp_path, reporting_interval_ms=1000, cpu_limit_percent=100)
     program = write_program(tmp_path, GEVENT_PROGRAM)
     command = [sys.executable, str(program), when]
     if when == "after":
@@ -258,11 +259,47 @@ def test_under_gevent_the_agent_samples_from_real_threads_and_shows_waiting_gree
     assert_clean(documents)
     paths = self_counts(documents)
     crunching = sum(count for path, count in paths.items() if "crunch_without_yielding" in path)
-    assert crunching >= 50, "sampled while the main greenlet never yielded: the agent's threads are real"
+    # A greenlet agent never runs while the main greenlet crunches: any sample of it shows real threads
+    # (a few more than one, as the crunch's 2.5 s of wall time may give the process little CPU on a busy machine)
+    assert crunching >= 10, "sampled while the main greenlet never yielded: the agent's threads are real"
     assert not any("_tick" in path or "sample" in path for path in paths), "the agent does not sample itself"
     waiting = [path for path in paths if "<greenlet wait_for_peer>" in path]
     assert waiting and all(path[path.index("<greenlet wait_for_peer>") + 1] == "wait_for_peer" for path in waiting)
-    assert metric(documents, "greenletSamples") >= 50
+    assert metric(documents, "greenletSamples") >= 10
+
+
+ENDS_FIRST = """
+from gevent import monkey
+monkey.patch_all()
+import codeguru_agent
+profiler = codeguru_agent.start()
+assert profiler is not None and profiler.wait_for_sampling(10)
+print("done")  # before the agent has loaded boto3: its first request is made at exit
+"""
+
+
+def test_under_gevent_a_program_that_ends_before_the_agents_first_request_still_delivers_its_profile(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    """The agent's client uses gevent's sockets from its own thread; its first request, made at
+    interpreter exit, must not need what cannot start then (gevent's resolver thread pool: "can't
+    register atexit after shutdown"). A CPU-bound program that keeps the agent from its setup until
+    it ends is the same case: the flaky ``[before]`` test above under load."""
+    pytest.importorskip("gevent")
+    group = "GeventEndsFirst"
+    collector.create_group(group)
+    env = agent_env(collector, group, tmp_path, shutdown_timeout_ms=30000)
+    process = subprocess.Popen(
+        [sys.executable, str(write_program(tmp_path, ENDS_FIRST))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    done = finish(process)
+    assert done.returncode == 0 and done.stdout_lines == ["done"], done.stderr
+    assert "Traceback" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+    assert_clean(documents_of(collector, group))
 
 
 class SlowBackend(socketserver.ThreadingTCPServer):
@@ -295,6 +332,13 @@ def workers_of(master: int) -> Set[int]:
         return set()
 
 
+def said(server: subprocess.Popen[str]) -> str:
+    """What the server said before it was stopped: why a worker's profile never came."""
+    server.kill()
+    _stdout, stderr = server.communicate()
+    return f"every worker's profile; the server said: {stderr[-3000:]}"
+
+
 @pytest.mark.slow
 def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the_backend(
     collector: CollectorHandle, tmp_path: Path, backend: int
@@ -315,7 +359,7 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
     command = [
         sys.executable, "-m", "codeguru_agent", "-m", "gunicorn",
         "--worker-class", "gevent", "--workers", str(workers), "--bind", f"fd://{fd}",
-        "--graceful-timeout", str(graceful_timeout_s), "gevent_app:app",
+        "--graceful-timeout", str(graceful_timeout_s), "--config", str(APPS / "gevent_conf.py"), "gevent_app:app",
     ]  # fmt: skip
     server = subprocess.Popen(
         command, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -327,9 +371,7 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
         )
         wait_until(lambda: get(f"{base}/slow").startswith("ok"), HOST_TIMEOUT_S, "the first answer")
         failures = load([f"{base}/slow"], clients=16, requests=25)
-        wait_until(
-            lambda: pids <= set(process_ids(collector.profiles(group))), HOST_TIMEOUT_S, "every worker's profile"
-        )
+        wait_until(lambda: pids <= set(process_ids(collector.profiles(group))), HOST_TIMEOUT_S, lambda: said(server))
         server.send_signal(signal.SIGTERM)
         _stdout, stderr = server.communicate(timeout=graceful_timeout_s / 3)  # far from the graceful timeout
     finally:
@@ -340,6 +382,8 @@ def test_gunicorn_gevent_workers_are_each_profiled_with_greenlets_waiting_on_the
     assert failures == [], failures[:5]
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr and "WORKER TIMEOUT" not in stderr, stderr
+    print(stderr)
+    assert "disabled" not in stderr, stderr  # no worker's agent gave up during its patch_all
     documents = documents_of(collector, group)
     assert_clean(documents)
     paths = self_counts(documents)

@@ -28,6 +28,16 @@ print("sum", sum(i * i for i in range(200_000)))
 sys.exit(5)
 """
 
+SAMPLED_WORK_AND_EXIT = """\
+import sys
+import codeguru_agent
+
+profiler = codeguru_agent.start()
+assert profiler is not None and profiler.wait_for_sampling(30)  # a profile to lose: the warning's cause
+print("sum", sum(i * i for i in range(200_000)))
+sys.exit(5)
+"""
+
 
 def test_the_last_profile_is_flushed_at_exit_without_stop(collector: CollectorHandle, tmp_path: Path) -> None:
     collector.create_group(GROUP)
@@ -69,7 +79,7 @@ def black_hole() -> Iterator[str]:
 def test_a_black_holed_endpoint_never_holds_the_exit(black_hole: str, tmp_path: Path) -> None:
     env = agent_env(None, GROUP, tmp_path, shutdown_timeout_ms=1000)
     env["AWS_ENDPOINT_URL_CODEGURUPROFILER"] = black_hole
-    run = run_host(host_script(tmp_path, WORK_AND_EXIT), env, timeout_s=30)
+    run = run_host(host_script(tmp_path, SAMPLED_WORK_AND_EXIT), env, timeout_s=30)
 
     run.assert_host_intact(f"sum {sum(i * i for i in range(200_000))}\n", 5)
     assert any("not delivered before the shutdown deadline" in line for line in run.agent_warnings), run.stderr
@@ -79,7 +89,7 @@ def test_a_slow_collector_never_holds_the_exit(collector: CollectorHandle, tmp_p
     collector.create_group(GROUP)
     collector.fail_next("PostAgentProfile", status=None, delay_ms=8_000)
     env = agent_env(collector, GROUP, tmp_path, shutdown_timeout_ms=1000)
-    run = run_host(host_script(tmp_path, WORK_AND_EXIT), env, timeout_s=30)
+    run = run_host(host_script(tmp_path, SAMPLED_WORK_AND_EXIT), env, timeout_s=30)
 
     run.assert_host_intact(f"sum {sum(i * i for i in range(200_000))}\n", 5)
     assert any("not delivered before the shutdown deadline" in line for line in run.agent_warnings), run.stderr

@@ -17,6 +17,8 @@ import urllib.request
 from typing import Any, Final, Mapping, Optional
 from urllib.parse import urlsplit
 
+from codeguru_agent.host import native
+
 CONNECT_TIMEOUT_S: Final = 0.3
 TOTAL_TIMEOUT_S: Final = 1.0
 MAX_BODY_BYTES: Final = 1 << 20
@@ -36,6 +38,7 @@ class _Connection(http.client.HTTPConnection):
         self._connect_timeout_s = connect_timeout_s
 
     def connect(self) -> None:
+        native.prepare_agent_hub()  # under gevent: this thread's lookups never need a thread pool
         read_timeout_s = self.timeout
         self.timeout = (
             self._connect_timeout_s if read_timeout_s is None else min(self._connect_timeout_s, read_timeout_s)

@@ -15,8 +15,9 @@ it a bare OS thread, kept in this module's own list.
 import os
 import sys
 import threading
+from contextlib import contextmanager
 from time import monotonic as _monotonic
-from typing import Any, Callable, Dict, Final, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Protocol, Tuple
 
 
 def _original(module: str, name: str) -> Any:
@@ -62,6 +63,39 @@ def prepare_host_hub() -> None:
     get_hub = getattr(gevent, "get_hub", None)
     if get_hub is not None:
         get_hub()
+
+
+_agent_hubs: Dict[int, object] = {}
+"""The hubs given the blocking resolver, by their agent thread's ident."""
+
+
+def prepare_agent_hub() -> None:
+    """On an agent thread about to use the network once gevent has patched ``socket``: give this
+    thread's own hub a resolver that calls the system's directly.
+
+    The agent's client (botocore, imported after the patch, or repointed) then makes gevent
+    sockets, and an OS thread that is not the host's gets a hub of its own on first use. That hub's
+    default resolver runs ``getaddrinfo`` in a thread pool whose first use imports
+    ``concurrent.futures.thread``, which registers an exit hook: at interpreter exit (the agent's
+    last delivery, or its first one for a program that ended first) that raises "can't register
+    atexit after shutdown", and the delivery failed. The agent's thread may block on its own
+    lookups: no greenlet of the host's runs there. Cheap to call again on the same thread.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return
+    try:
+        if not monkey.is_module_patched("socket"):
+            return
+        import importlib
+
+        hub = importlib.import_module("gevent").get_hub()
+        ident = get_ident()
+        if _agent_hubs.get(ident) is not hub:  # (an ident is reused by a later thread)
+            hub.resolver = importlib.import_module("gevent.resolver.blocking").Resolver(hub=hub)
+            _agent_hubs[ident] = hub
+    except Exception:  # an odd gevent: its own resolver, as before
+        pass
 
 
 class Event:
@@ -240,7 +274,75 @@ def is_current(agent_thread: Optional[AgentThread]) -> bool:
     return agent_thread is not None and agent_thread.ident == get_ident()
 
 
+PATCH_WAIT_S: Final = 10.0
+"""The longest either side of :func:`outside_gevent_patch` waits for the other: a ``patch_all()``
+that raised never says it is over, and the host must never hang on the agent."""
+
+
+class _PatchGate:
+    """gevent's ``patch_all()`` against the agent's SSL contexts, see :func:`outside_gevent_patch`."""
+
+    def __init__(self) -> None:
+        self.condition = Condition()
+        self.pending = False
+        """From gevent's ``will_patch_all`` to its ``did_patch_all``."""
+        self.inside = 0
+        """Agent threads inside :func:`outside_gevent_patch`."""
+
+
+_patch_gate = _PatchGate()
+
+
+@contextmanager
+def outside_gevent_patch() -> Iterator[None]:
+    """Run the block while no ``gevent.monkey.patch_all()`` is under way; one that begins meanwhile
+    waits for the block to end.
+
+    ``patch_all()`` replaces ``ssl.SSLContext`` early and its ``did_patch_all`` hook points the
+    modules the agent imported before it (botocore, urllib3) at gevent's class only at the end. An
+    SSL context those modules make in between is of the original class, whose ``options`` setter
+    then recurses through gevent's until ``RecursionError`` (gevent issue 1016): an agent building
+    its client then (a forked gunicorn worker's, whose ``patch_all()`` runs as the agent restarts)
+    gave up for good. So the agent builds its session and client in this block.
+    """
+    gate = _patch_gate
+    with gate.condition:
+        gate.condition.wait_for(lambda: not gate.pending, PATCH_WAIT_S)
+        gate.inside += 1
+    try:
+        yield
+    finally:
+        with gate.condition:
+            gate.inside -= 1
+            gate.condition.notify_all()
+
+
+def gevent_patch_begins() -> None:
+    """gevent's ``patch_all()`` is about to patch: wait for an agent thread inside
+    :func:`outside_gevent_patch` to leave it (a client build: a fraction of a second, at most
+    ``PATCH_WAIT_S``), and keep the others out until :func:`gevent_patch_ends`."""
+    gate = _patch_gate
+    with gate.condition:
+        gate.pending = True
+        gate.condition.wait_for(lambda: not gate.inside, PATCH_WAIT_S)
+
+
+def gevent_patch_ends() -> None:
+    gate = _patch_gate
+    with gate.condition:
+        gate.pending = False
+        gate.condition.notify_all()
+
+
+def gevent_patch_pending() -> bool:
+    """True between :func:`gevent_patch_begins` and :func:`gevent_patch_ends`."""
+    return _patch_gate.pending
+
+
 def _after_fork_in_child() -> None:
+    global _patch_gate
+    _patch_gate = _PatchGate()  # a thread inside it, or its lock's holder, is not in the child
+    _agent_hubs.clear()
     for os_thread in list(_os_threads.values()):
         if os_thread.ident != get_ident():
             os_thread._forked_away = True

@@ -10,7 +10,7 @@ from typing import Any, Dict, Final, Mapping, Optional
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.fleet import FleetIdentity
-from codeguru_agent.host import forksafe
+from codeguru_agent.host import forksafe, native
 from codeguru_agent.reporting.sinks import Outcome, Result, SetupError
 
 _RETRYABLE_CODES: Final = frozenset(
@@ -45,6 +45,10 @@ class ServiceSink:
 
     def __init__(self, config: AgentConfig, aws_session: Any = None, timeout_s: float = 10.0) -> None:
         forksafe.load(_SERVICE_MODULES)
+        with native.outside_gevent_patch():  # the credential resolver and the client make SSL contexts
+            self._client = self._build(config, aws_session, timeout_s)
+
+    def _build(self, config: AgentConfig, aws_session: Any, timeout_s: float) -> Any:
         from botocore.config import Config
 
         if aws_session is not None:  # the application's boto3 Session
@@ -68,7 +72,7 @@ class ServiceSink:
             raise SetupError("no AWS credentials found (environment, shared files, instance role)")
         _import_what_the_first_request_needs()
         self._group = config.profiling_group_name
-        self._client = create_client(
+        return create_client(
             "codeguruprofiler",
             region_name=region,
             endpoint_url=config.endpoint_url,
@@ -118,6 +122,7 @@ class ServiceSink:
     def _call(self, operation: Any, **params: Any) -> Result:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        native.prepare_agent_hub()
         try:
             answer = operation(**params)
         except ClientError as error:

@@ -306,28 +306,43 @@ class Uploader:
             self._delivery.deliver_once(deadline)
 
     def _give_up(self) -> None:
-        """At the deadline: what is still undelivered stays in the spool, or is counted as lost."""
-        left = len(self.backlog)
+        """At the deadline: what is still undelivered stays in the spool, or is counted as lost.
+
+        An interval handed over but not yet encoded (this thread was held up, in a request to an
+        endpoint that never answers, say) is lost too, and counted with the rest: never silently.
+        """
+        held = len(self.backlog)
+        with self._pending_lock:
+            unencoded = sum(
+                1 for aggregate, _, _ in self._pending if aggregate.num_times_sampled and any(aggregate.counts)
+            )
+        left = held + unencoded
         if not left:
             return
+        spool = self._spool
+        kept = spool is not None and held > 0
+        if spool is None or not held:
+            fate = "lost"
+        elif unencoded:
+            fate = f"{held} kept in the spool {spool.directory}, {unencoded} lost before it could be encoded"
+        else:
+            fate = f"kept in the spool {spool.directory}"
         if self._delivery is not None and not self._delivery.answered:
             logger.warning(
                 "%d profile(s) not delivered before the shutdown deadline: ConfigureAgent never "
                 "answered, and nothing is sent before the service's first answer (%s)",
                 left,
-                f"kept in the spool {self._spool.directory}" if self._spool is not None else "lost",
+                fate,
             )
-        elif self._spool is not None:
+        elif kept:
             logger.warning(
-                "%d profile(s) not delivered before exit; kept in the spool %s for the next process",
-                left,
-                self._spool.directory,
+                "%d profile(s) not delivered before exit (%s); the next process delivers the spool", left, fate
             )
         else:
             logger.warning(
-                "%d profile(s) not delivered before the shutdown deadline and lost "
-                "(set AWS_CODEGURU_PROFILER_SPOOL_DIR to keep them)",
+                "%d profile(s) not delivered before the shutdown deadline and lost%s",
                 left,
+                "" if self._spool is not None else " (set AWS_CODEGURU_PROFILER_SPOOL_DIR to keep them)",
             )
 
     def _close_sink(self) -> None:
