@@ -23,6 +23,8 @@ def timer_for_test() -> MainThreadTimer:
     timer.live = True
     timer.interval_s = 0.01  # as if armed
     timer.ours = lambda: True  # type: ignore[method-assign]
+    timer._timer_is_ours = lambda: True  # type: ignore[method-assign]  # the kernel's timer is pytest's here
+    timer._program_timer_set = lambda: False  # type: ignore[method-assign]
     return timer
 
 

@@ -8,6 +8,7 @@ the agent writing profiles to a local directory, and reads the profiles' counts 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -374,3 +375,29 @@ def test_the_timer_stops_while_the_main_thread_waits_so_sqlites_busy_timeout_kee
     # a timer at 1 ms that kept running would have cut a second of SQLite's sleeps into about a
     # thousand pieces (and a busy timeout of one second to about 10 ms: test_timer_eintr.py)
     result.assert_host_intact("True True True\n", 0)
+
+
+@pytest.mark.parametrize(
+    "after_the_alarm",
+    [
+        pytest.param("burn(20)", id="busy"),  # the timer is armed when the alarm comes
+        pytest.param("time.sleep(20)", id="waiting"),  # the timer is stopped while the main thread waits
+        pytest.param("from codeguru_agent import profiler; profiler.active().pause(); time.sleep(20)", id="paused"),  # nothing ticks
+    ],
+)
+def test_the_programs_own_alarm_ends_it_as_without_the_agent(tmp_path: Path, after_the_alarm: str) -> None:
+    """``signal.alarm()`` with SIGALRM's default action is a watchdog: the process ends when it rings.
+    The agent's handler, still installed, must not swallow it."""
+    result = run(
+        tmp_path,
+        f"""
+        codeguru_agent.start().wait_for_sampling(10)
+        bursts(1.0)
+        print("taking the alarm", flush=True)
+        signal.alarm(1)
+        {after_the_alarm}
+        print("outlived the alarm", flush=True)
+        """,
+    )
+    assert result.stdout == "taking the alarm\n", result.stderr
+    assert result.returncode == -signal.SIGALRM, result.stderr

@@ -277,6 +277,8 @@ class Runner:
                         timer.disarm()  # no signals while nothing samples
                         timer.drain()  # nor samples from before: they would count after the idle time
                         self._rearm = True
+                    elif timer is not None and timer.live:
+                        timer.check()  # a program that sets its own alarm meanwhile gets SIGALRM back
                     if self._paused:  # from here on the pause is timed
                         idle_since = self._count_idle(idle_since, now, still_idle=False)
                     elif idle_since is None:

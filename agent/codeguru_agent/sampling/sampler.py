@@ -412,7 +412,7 @@ class Sampler:
         interval, at its exit, may have only one).
         """
         ident = timer.ident
-        if ident is None or (not timer.ours() and not timer.check()):  # check() gives up, and says why
+        if ident is None or not timer.check():  # a program that took SIGALRM or the timer: given up, said why
             return None
         top = frames.get(ident)
         if top is not None and top.f_code is timer.handler_code and top.f_back is not None:

@@ -25,6 +25,7 @@ import _signal as _c_signal
 import logging
 import os
 import threading
+import time
 import types
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Final, List, Optional
@@ -86,6 +87,8 @@ class MainThreadTimer:
         freeze the process right after the pause, and nothing after it belongs to a profile)."""
         self.reasons: Dict[str, int] = {}
         """Why the timer was not installed or was given up, by reason (see the module's constants)."""
+        self.program_owns_timer = False
+        """The program set the interval timer (``alarm``/``setitimer``) while the handler was ours."""
         self.ident = threading.main_thread().ident
         self.always_armed = False
         """Keep the timer running while the main thread waits (for tests and measurements: by
@@ -98,13 +101,19 @@ class MainThreadTimer:
         the handler interrupted it."""
         self._real_exec: Dict[str, Callable[..., Any]] = {}
 
-    def _make_handler(self, samples: Deque[Sample]) -> Callable[[int, Optional[types.FrameType]], None]:
+    def _make_handler(
+        self, samples: Deque[Sample], calibration: bool = False
+    ) -> Callable[[int, Optional[types.FrameType]], None]:
         append = samples.append
 
         def on_alarm(signum: int, frame: Optional[types.FrameType]) -> None:
             """The main thread's sample: its frames and their offsets, leaf first (one list); none
-            for a signal that came while the handler ran (its own frame: the sample is being taken)."""
-            if frame is not None and self.live and not self.held and frame.f_code is not on_alarm.__code__:
+            for a signal that came while the handler ran (its own frame: the sample is being taken).
+            A signal while the timer is not armed may be the program's (see ``_not_armed``)."""
+            if not calibration and not (self.live and self.interval_s):
+                self._not_armed(signum)
+                return
+            if frame is not None and (calibration or not self.held) and frame.f_code is not on_alarm.__code__:
                 if len(samples) == CAPACITY:
                     self.dropped += 1
                 chain: Sample = []
@@ -120,6 +129,27 @@ class MainThreadTimer:
                 append(chain)
 
         return on_alarm
+
+    def _not_armed(self, signum: int) -> None:
+        """A SIGALRM while the timer is not armed. Once the program has set the interval timer
+        itself (the sampling thread saw it), SIGALRM is the program's again: its default action
+        comes back here, on the main thread, and if the program's timer has run out, this signal
+        is the program's (``signal.alarm`` as a watchdog), which ends the process as it would
+        without the agent. Otherwise it is one of the timer's own, come after the timer stopped
+        (CPython runs a handler once the main thread is back from a call, which may be long after
+        the signal): nothing to do. Never raises into the host."""
+        if not self.program_owns_timer:
+            return
+        try:
+            if _signal.getsignal(_signal.SIGALRM) is not self._handler:
+                return
+            remaining, interval = _signal.getitimer(_signal.ITIMER_REAL)
+            _signal.signal(_signal.SIGALRM, _signal.SIG_DFL)
+            if remaining > 0 and not interval:
+                return  # the program's alarm is still to come: this signal was one of the timer's own
+            os.kill(os.getpid(), signum)
+        except Exception:  # not the main thread after all, or no such call here: the signal is dropped
+            return
 
     # --- on the main thread ------------------------------------------------------------------------
 
@@ -141,6 +171,7 @@ class MainThreadTimer:
             self._samples.clear()
             self.ident = threading.main_thread().ident
             self.held = False
+            self.program_owns_timer = False
             self.live = True
             _signal.signal(_signal.SIGALRM, self._handler)
         except ValueError:  # the main thread of another interpreter
@@ -170,6 +201,7 @@ class MainThreadTimer:
         was_ours = self.ours()
         self.live = False
         self.interval_s = 0.0
+        self.program_owns_timer = False
         self.dropped = 0
         self.reasons = {}  # the child's own, said again if they apply to it
         self._samples.clear()
@@ -190,21 +222,24 @@ class MainThreadTimer:
         if not self.interval_s and _signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0):
             self._give_up(TIMER_CHANGED, disarm=False)  # the program set it since install() or disarm()
             return
+        previous, self.interval_s = self.interval_s, interval_s  # first: its first signal is its own
         try:
             _signal.setitimer(_signal.ITIMER_REAL, interval_s, interval_s)
         except (OSError, ValueError):  # refused by the kernel: the sampling thread's view for good
+            self.interval_s = previous
             self._give_up(UNSUPPORTED, disarm=False)
-            return
-        self.interval_s = interval_s
 
     def disarm(self) -> None:
         """Stop the timer, only if it is still the one set here (never the host's)."""
-        if self.interval_s and self._timer_is_ours():
+        if not self.interval_s:
+            return
+        ours = self._timer_is_ours()
+        self.interval_s = 0.0  # before the call: a signal from here on may be in flight, not a sample
+        if ours:
             try:
                 _signal.setitimer(_signal.ITIMER_REAL, 0.0, 0.0)
             except (OSError, ValueError):  # nothing more to do: it was ours and stays as the kernel left it
                 pass
-        self.interval_s = 0.0
 
     def check(self) -> bool:
         """Whether the timer is still live: the handler still ours and the timer still as set here;
@@ -216,6 +251,9 @@ class MainThreadTimer:
             return False
         if self.interval_s and not self._timer_is_ours():
             self._give_up(TIMER_CHANGED, disarm=False)
+            return False
+        if not self.interval_s and self._program_timer_set():
+            self._give_up(TIMER_CHANGED, disarm=False)  # set while this one was stopped
             return False
         return True
 
@@ -241,10 +279,7 @@ class MainThreadTimer:
     def handler_cost_s(self, frame: types.FrameType, calls: int = 200) -> float:
         """The handler's own cost per call, timed on the calling thread with a private deque, plus
         the signal's delivery (``DELIVERY_COST_S``): what each timer sample is charged to the budget."""
-        import time
-
-        handler = self._make_handler(deque(maxlen=CAPACITY))
-        live, self.live = self.live, True
+        handler = self._make_handler(deque(maxlen=CAPACITY), calibration=True)
         dropped = self.dropped
         try:
             start = time.thread_time()
@@ -252,7 +287,6 @@ class MainThreadTimer:
                 handler(14, frame)
             elapsed = time.thread_time() - start
         finally:
-            self.live = live and self.live
             self.dropped = dropped
         return max(0.0, elapsed / calls) + DELIVERY_COST_S
 
@@ -272,7 +306,15 @@ class MainThreadTimer:
             return False
         return abs(float(interval) - self.interval_s) < 2e-6
 
+    def _program_timer_set(self) -> bool:
+        try:
+            return bool(_signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0))
+        except Exception:  # no interval timer here
+            return False
+
     def _give_up(self, reason: str, *, disarm: bool) -> None:
+        if reason == TIMER_CHANGED:
+            self.program_owns_timer = True
         self.live = False
         if disarm:
             self.disarm()
