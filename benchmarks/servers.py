@@ -28,6 +28,11 @@ handlers' own timings:
   rooted at ``<greenlet ...>`` or ending in ``<await ...>``) over the ticks, against the handler's
   CPU time (its thread's CPU over its own steps, not across its wait) over the workers' lifetimes:
   how often the thread was found running the endpoint against how much of its time it ran it.
+
+Every sample counts for its profile's sampled time over its ticks (``durationInMs`` over
+``numTimesSampled``), as the profile's own ``sampleWeights`` say: an agent held to its budget
+samples an idle worker more often than a loaded one, and counted alike, the idle time would weigh
+several times over.
 """
 
 from __future__ import annotations
@@ -245,21 +250,32 @@ def _profiles(database: Path, group: str, master_pid: Optional[int], has_master:
         ]
     sources = set()
     ticks = 0
-    samples = {endpoint: 0 for endpoint in ENDPOINTS}
-    thread_samples = {endpoint: 0 for endpoint in ENDPOINTS}
+    ticks_s = 0.0
+    samples = {endpoint: 0.0 for endpoint in ENDPOINTS}
+    thread_samples = {endpoint: 0.0 for endpoint in ENDPOINTS}
     for document in documents:
         source = _source(document)
         if has_master and source == master_pid:
             continue  # the gunicorn master our launcher also profiles: it serves no request
         sources.add(source)
-        ticks += int(document.get("agentMetadata", {}).get("numTimesSampled") or 0)
+        metadata = document.get("agentMetadata", {})
+        taken = int(metadata.get("numTimesSampled") or 0)
+        if not taken:
+            continue
+        # Each sample stands for its profile's time over its ticks: an agent whose budget samples an
+        # idle worker every 10 ms and a loaded one every 60 ms would otherwise count the idle
+        # time six times over. Shares are of sampled time, as the profile's own sampleWeights say.
+        seconds_per_tick = float(metadata.get("durationInMs") or 0) / 1000.0 / taken
+        ticks += taken
+        ticks_s += taken * seconds_per_tick
         for endpoint, (count, on_thread) in _endpoint_samples(document.get("callgraph", {})).items():
-            samples[endpoint] += count
-            thread_samples[endpoint] += on_thread
+            samples[endpoint] += count * seconds_per_tick
+            thread_samples[endpoint] += on_thread * seconds_per_tick
     return {
         "profiles": len(documents),
         "delivered": len(sources),
         "ticks": ticks,
+        "ticks_s": ticks_s,
         "samples": samples,
         "thread_samples": thread_samples,
     }
@@ -313,13 +329,14 @@ def _summary(runs: List[Dict[str, Any]], workers: int, overlapping: bool = False
     figures["workers"] = workers
     figures["errors"] = sum(run.get("bad_responses", 0) for run in ok)
     ticks = sum(run.get("ticks", 0) for run in ok)
+    ticks_s = sum(run.get("ticks_s", 0.0) for run in ok)
     alive = sum(w["alive_s"] for run in ok for w in run["workers"])
 
     def total(what: str, endpoint: str) -> float:
         return sum(w["endpoints"][endpoint].get(what, 0.0) for run in ok for w in run["workers"])
 
-    def sampled(what: str, endpoint: str) -> int:
-        return sum(run.get(what, {}).get(endpoint, 0) for run in ok)
+    def sampled(what: str, endpoint: str) -> float:
+        return sum(run.get(what, {}).get(endpoint, 0.0) for run in ok)
 
     shares, cpu_shares = {}, {}
     latency = sum(total("handler_s", e) for e in ENDPOINTS)
@@ -331,12 +348,12 @@ def _summary(runs: List[Dict[str, Any]], workers: int, overlapping: bool = False
                 _percent(total("handler_s", endpoint), latency),
             )
             cpu_shares[endpoint] = (
-                _percent(sampled("thread_samples", endpoint), ticks),
+                _percent(sampled("thread_samples", endpoint), ticks_s),
                 _percent(total("handler_cpu_s", endpoint), alive),
             )
         else:
             shares[endpoint] = (
-                _percent(sampled("samples", endpoint), ticks),
+                _percent(sampled("samples", endpoint), ticks_s),
                 _percent(total("handler_s", endpoint), alive),
             )
     figures["shares"] = shares

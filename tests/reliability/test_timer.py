@@ -382,7 +382,8 @@ def test_the_timer_stops_while_the_main_thread_waits_so_sqlites_busy_timeout_kee
     [
         pytest.param("burn(20)", id="busy"),  # the timer is armed when the alarm comes
         pytest.param("time.sleep(20)", id="waiting"),  # the timer is stopped while the main thread waits
-        pytest.param("from codeguru_agent import profiler; profiler.active().pause(); time.sleep(20)", id="paused"),  # nothing ticks
+        # paused, nothing ticks: the idle sampling thread still looks
+        pytest.param("from codeguru_agent import profiler; profiler.active().pause(); time.sleep(20)", id="paused"),
     ],
 )
 def test_the_programs_own_alarm_ends_it_as_without_the_agent(tmp_path: Path, after_the_alarm: str) -> None:
