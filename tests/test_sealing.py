@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -57,10 +57,8 @@ def aggregate(start_ms: int, frame_offset: int = 0) -> Aggregate:
     return Aggregate(start_ms, start_ms + 1000, 1000, [(frame_id + frame_offset,)], [3], 3, 3, 0, 0, table)
 
 
-def test_one_interval_that_cannot_be_encoded_costs_no_other_profile_of_its_batch(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    sink = RecordingSink()
+def uploader_of(sink: RecordingSink) -> Tuple[Uploader, threading.Thread]:
+    """An uploader that delivers to ``sink``, with its thread adopted and not yet started."""
     up = Uploader(
         AgentConfig(profiling_group_name="G"),
         sink_factory=lambda: sink,
@@ -72,6 +70,14 @@ def test_one_interval_that_cannot_be_encoded_costs_no_other_profile_of_its_batch
     )
     thread = threading.Thread(target=up.run, name="codeguru-agent-uploader", daemon=True)
     up.adopt(thread)
+    return up, thread
+
+
+def test_one_interval_that_cannot_be_encoded_costs_no_other_profile_of_its_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = RecordingSink()
+    up, thread = uploader_of(sink)
     for start_ms in (1_000, 2_000, 3_000, 4_000):  # one batch: all pending before the thread runs
         up.enqueue(aggregate(start_ms, frame_offset=1_000 if start_ms == 2_000 else 0), 10.0)
 
@@ -179,17 +185,7 @@ def test_an_interval_handed_over_while_the_uploader_is_held_up_is_named_lost_at_
     """The uploader's thread is stuck in a request when the last interval arrives: it is never
     encoded, and the exit's warning must still count it (it was lost in silence)."""
     sink = NeverAnsweringSink()
-    up = Uploader(
-        AgentConfig(profiling_group_name="G"),
-        sink_factory=lambda: sink,
-        fleet_factory=Host,
-        on_configuration=lambda config, should_profile: None,
-        on_disabled=lambda reason: None,
-        is_killed=lambda: False,
-        sampler_stats=lambda: (0.0, 0),
-    )
-    thread = threading.Thread(target=up.run, name="codeguru-agent-uploader", daemon=True)
-    up.adopt(thread)
+    up, thread = uploader_of(sink)
     try:
         with caplog.at_level(logging.WARNING, logger="codeguru_agent"):
             thread.start()
