@@ -270,7 +270,9 @@ class Runner:
                     idle_since = self._count_idle(idle_since, now, still_idle=True)
                     sampler.add_paused_time(self._take_paused_ms(now))
                     self._seal()
-                    report_at = now + self._reporting_interval_s
+                    # from after the seal: the new interval began inside it, and a full one must
+                    # last the reporting interval (``now`` is from before, a GIL wait ago at times)
+                    report_at = clock() + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
                     if timer is not None and timer.interval_s:
