@@ -884,5 +884,6 @@ def _line_at(frame: types.FrameType, code: types.CodeType, offset: int) -> Optio
         return frame.f_lineno
     for start, end, line in code.co_lines():
         if start <= offset < end:
-            return line
+            found: Optional[int] = line  # typed here: 3.9's stubs know no co_lines
+            return found
     return frame.f_lineno
