@@ -32,7 +32,8 @@ handlers' own timings:
 Every sample counts for its profile's sampled time over its ticks (``durationInMs`` over
 ``numTimesSampled``), as the profile's own ``sampleWeights`` say: an agent held to its budget
 samples an idle worker more often than a loaded one, and counted alike, the idle time would weigh
-several times over.
+several times over. Ours also weighs each tick by the configured intervals it stands for, within
+a profile (its ``numTimesSampled`` is in those units; its ``ticks`` metric, the ticks taken).
 """
 
 from __future__ import annotations
@@ -266,7 +267,9 @@ def _profiles(database: Path, group: str, master_pid: Optional[int], has_master:
         # idle worker every 10 ms and a loaded one every 60 ms would otherwise count the idle
         # time six times over. Shares are of sampled time, as the profile's own sampleWeights say.
         seconds_per_tick = float(metadata.get("durationInMs") or 0) / 1000.0 / taken
-        ticks += taken
+        # ours counts in configured intervals (a tick the budget spaced out weighs several) and
+        # says how many ticks it took; the official agent's numTimesSampled is its ticks
+        ticks += int((document.get("debugInfo") or {}).get("genericMetrics", {}).get("ticks", taken))
         ticks_s += taken * seconds_per_tick
         for endpoint, (count, on_thread) in _endpoint_samples(document.get("callgraph", {})).items():
             samples[endpoint] += count * seconds_per_tick

@@ -87,6 +87,22 @@ def test_parked_threads_are_counted_once_per_tick_with_class_and_method_names() 
     assert stack[0].name.startswith("threading:Thread:")  # the root comes first
 
 
+def test_a_tick_that_stands_for_several_intervals_counts_each_thread_that_many_times() -> None:
+    """A tick the governor spaced out weighs the configured intervals it spans, parked or walked."""
+    ready, release = threading.Event(), threading.Event()
+    with running(Parker().park, 3, ready, release, name="weighed"):
+        ready.wait(10)
+        sampler = only_thread("weighed")
+        sampler.sample(1)
+        sampler.sample(3)
+        sampler.sample(2)  # parked by now: counted without a walk, with its weight too
+        aggregate = sampler.seal()
+        release.set()
+    stacks = thread_stacks(dict(profile_of(aggregate).stacks), "park")
+    assert list(stacks.values()) == [6]
+    assert (aggregate.num_times_sampled, aggregate.ticks, aggregate.threads_seen) == (6, 3, 6)
+
+
 def test_a_stack_that_changes_between_ticks_is_walked_again() -> None:
     step = threading.Event()
     at_first, at_second = threading.Event(), threading.Event()

@@ -123,10 +123,10 @@ def test_the_sampler_survives_an_error_in_a_tick_and_counts_it(
     real_sample = sampler.Sampler.sample
     failures = iter([True, True, True])
 
-    def sample_that_fails_thrice(self: sampler.Sampler) -> None:
+    def sample_that_fails_thrice(self: sampler.Sampler, weight: int = 1) -> None:
         if next(failures, False):
             raise RuntimeError("injected failure in one tick")
-        real_sample(self)
+        real_sample(self, weight)
 
     monkeypatch.setattr(sampler.Sampler, "sample", sample_that_fails_thrice)
     profiler = codeguru_agent.start()

@@ -19,7 +19,7 @@ from codeguru_agent.config import AgentConfig
 from codeguru_agent.reporting.document import profile_of
 from codeguru_agent.sampling.governor import SLOWEST_INTERVAL_MS, OverheadGovernor
 from codeguru_agent.sampling.runner import Runner
-from codeguru_agent.sampling.sampler import Sampler
+from codeguru_agent.sampling.sampler import Aggregate, Sampler
 from reliability.helpers import assert_each_token_once, stored, wait_until
 from reliability.in_process import use_agent_env
 from support.collector_client import CollectorHandle
@@ -85,6 +85,39 @@ def test_the_sampling_thread_sees_what_a_busy_host_thread_loses_to_its_ticks() -
         spinner.join(5)
 
 
+def test_a_profile_whose_rate_the_budget_slowed_down_still_weighs_a_thread_by_its_time() -> None:
+    """The governor slows the ticks down within one profile (a budget it cannot keep): each tick
+    then stands for the configured intervals it spans, so a thread there the whole time is counted
+    for the whole time (unweighted, under half of it), and the ticks really taken say the rate."""
+    release = threading.Event()
+
+    def parked_for_the_whole_profile() -> None:
+        release.wait()
+
+    sealed: List[Aggregate] = []
+    config = AgentConfig(sampling_interval_ms=10.0, cpu_limit_percent=0.001, reporting_interval_ms=60_000)
+    runner = Runner(config, lambda aggregate, interval_ms: sealed.append(aggregate))
+    parked = threading.Thread(target=parked_for_the_whole_profile, name="parked", daemon=True)
+    sampling = threading.Thread(target=runner.run, name="sampler", daemon=True)
+    runner.adopt(sampling)
+    parked.start()
+    sampling.start()
+    try:
+        wait_until(lambda: runner.effective_interval_ms >= 100.0, 30, "the governor slowing the ticks down")
+        assert runner.seal_now(10)
+    finally:
+        release.set()
+        runner.stop(5)
+        parked.join(5)
+    aggregate = sealed[0]
+    stacks = profile_of(aggregate).stacks
+    count = sum(c for stack, c in stacks.items() if any(f.name.endswith("parked_for_the_whole_profile") for f in stack))
+    assert aggregate.ticks < aggregate.num_times_sampled / 2, "most of the profile was sampled slower than configured"
+    assert 0.7 * aggregate.duration_ms <= count * 10.0 <= 1.1 * aggregate.duration_ms + 100.0, (
+        f"{count} samples of 10 ms for a thread there all of {aggregate.duration_ms} ms ({aggregate.ticks} ticks)"
+    )
+
+
 def test_every_profile_carries_the_interval_in_force(
     collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,7 +147,7 @@ def test_every_profile_carries_the_interval_in_force(
         metrics = entry["document"]["debugInfo"]["genericMetrics"]
         assert metrics["samplingIntervalInMs_configured"] == 1.0
         assert 1.0 <= metrics["samplingIntervalInMs_effective"] <= SLOWEST_INTERVAL_MS
-        assert entry["document"]["agentMetadata"]["numTimesSampled"] > 0
+        assert entry["document"]["agentMetadata"]["numTimesSampled"] >= metrics["ticks"] > 0
 
 
 # --- memory ---------------------------------------------------------------------------------------

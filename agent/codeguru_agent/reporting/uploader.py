@@ -241,6 +241,7 @@ class Uploader:
                 aggregate.sampling_interval_ms or self._config.sampling_interval_ms
             ),
             "samplingIntervalInMs_effective": float(interval_ms),
+            "ticks": float(aggregate.ticks),
             "foldedStacks": float(aggregate.folded_stacks),
             "backlogProfiles": float(len(self.backlog)),
             "taskSamples": float(aggregate.task_samples),

@@ -226,6 +226,8 @@ class Runner:
         turn = 0
         switch_s = sys.getswitchinterval()
         interval_s = self._governor.interval_ms / 1000.0
+        weight_ratio = self._governor.interval_ms / self._governor.configured_interval_ms
+        weight_carried = 0.0  # the fraction of a configured interval the ticks so far owe the counts
         next_tick = clock()
         report_at = next_tick + self._reporting_interval_s
         window_start = next_tick
@@ -264,6 +266,7 @@ class Runner:
                     ticks = contended = 0
                     self.cpu_s = cpu - self._cpu_start
                 interval_s = self._governor.interval_ms / 1000.0
+                weight_ratio = self._governor.interval_ms / self._governor.configured_interval_ms
                 if self._seal_now or now >= report_at:
                     # Idle and paused time so far belong to the interval being sealed, not to the next
                     # one: a Lambda thawed after a long freeze seals here, before it resumes.
@@ -311,10 +314,15 @@ class Runner:
             else:
                 next_tick = now
             woke = clock()
+            # each tick counts as the configured intervals it stands for (Sampler.sample), whole
+            # ones, the fraction carried to the next tick so that the counts add up to the time
+            weight_carried += weight_ratio
+            weight = int(weight_carried)
+            weight_carried -= weight
             try:
                 with pause_lock:
                     if not self._paused:  # paused since the loop looked: Lambda may freeze the process now
-                        sample()
+                        sample(weight)
             except Exception:  # never let one odd frame end profiling; counted in the next profile
                 self.tick_errors += 1
                 logger.debug("sampling tick failed", exc_info=True)

@@ -214,6 +214,10 @@ class Aggregate(NamedTuple):
     """Timer samples dropped: the deque was full, or the timer ran ahead of the ticks."""
     timer_off: Tuple[Tuple[str, int], ...] = ()
     """Why the main thread's timer was not used or given up since start, with counts (``timer.py``)."""
+    ticks: int = 0
+    """Ticks taken. ``num_times_sampled`` and the counts are in configured sampling intervals (a
+    tick taken while the governor slowed down stands for several), so the rate achieved is this
+    over the duration."""
 
     def resolved_stacks(self) -> Dict[Tuple[Frame, ...], int]:
         """Frame ids resolved into root-first frame stacks, with their counts (run this off the
@@ -259,8 +263,9 @@ class Sampler:
         are the ones its handler recorded, and the tick's own view of that thread is left out."""
         self._timer_quiet = 0
         """Ticks in a row that drained no timer sample."""
-        self._timer_owed = 0
-        """Main thread samples the ticks so far are owed by the timer (at most two)."""
+        self._timer_owed: List[int] = []
+        """The weights of the main thread samples the ticks so far are owed by the timer, oldest
+        first (at most two)."""
         self.timer_wanted = True
         """Whether the main thread's timer should run: not while the main thread waits (the runner
         arms and disarms it after each tick)."""
@@ -273,6 +278,8 @@ class Sampler:
         """Timer samples drained since the sampler began, counted or not: each one a signal the main
         thread paid for (the runner charges each to the budget)."""
         self._timer_dropped_seen = 0
+        self._weight = 1
+        """The current tick's weight (see :meth:`sample`), for the unit samplers' counts."""
         self._table = FrameTable()
         self._threads: Dict[int, Tuple[Any, int, int]] = {}
         """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
@@ -313,6 +320,7 @@ class Sampler:
         self._end_s = now_ms / 1000
         self._paused_ms = 0
         self._ticks = 0
+        self._tick_count = 0
         self._threads_seen = 0
         self._folded = 0
         self._skipped = 0
@@ -323,7 +331,7 @@ class Sampler:
         self._timer_samples = 0
         self._timer_fallbacks = 0
         self._timer_surplus = 0
-        self._timer_owed = 0
+        self._timer_owed = []
 
     def exclude_thread(self, ident: Optional[int]) -> None:
         """Never sample this thread (the agent's own threads register here)."""
@@ -335,13 +343,20 @@ class Sampler:
         """Time the profile was paused, kept out of its duration."""
         self._paused_ms += max(0, paused_ms)
 
-    def sample(self) -> None:
-        """One tick: count every sampled thread's current stack once (none while other interpreters run).
+    def sample(self, weight: int = 1) -> None:
+        """One tick: count every sampled thread's current stack ``weight`` times (none while other
+        interpreters run).
+
+        ``weight`` is how many configured sampling intervals the tick stands for: more than one
+        while the governor has slowed the ticks down. Every sample of a profile then weighs the same
+        time, as its one ``sampleWeights`` figure says, although the rate moved within it; without
+        it, a server whose busy spells slow the ticks down would show its busy work too small.
 
         Built for the cache the sleep left cold: the frames dict is iterated as it comes (no list
         of its items), and each thread costs one lookup in ``_threads``; a parked thread (its top
         frame the same object at the same offset) then costs one comparison and its count.
         """
+        self._weight = weight
         frames = self._current_frames()
         if frames is None:
             if not self._skipped:
@@ -367,14 +382,14 @@ class Sampler:
         for ident, frame in items:
             previous = threads.get(ident)
             if previous is not None and previous[0] is frame and previous[1] == frame.f_lasti:
-                counts[previous[2]] += 1  # parked: the same frame object at the same offset
+                counts[previous[2]] += weight  # parked: the same frame object at the same offset
                 continue
             if previous is _SKIPPED or (previous is None and self._classify(ident)):
                 skipped += 1
                 continue
             lasti = frame.f_lasti
             stack_id = self._walk(frame, lasti)
-            counts[stack_id] += 1
+            counts[stack_id] += weight
             if frame.f_code.co_flags & _RESUMABLE_FLAGS or not self.synthetic_leaves:
                 # resumable: another caller can resume it at the same offset; or the leaf is
                 # missing its synthetic child, which the next tick adds
@@ -392,8 +407,9 @@ class Sampler:
                 del threads[ident]  # an ended thread
         if self._units:
             self._sample_units(items if main is None else [*items, main])
-        self._ticks += 1
-        self._threads_seen += len(items) - skipped + (main is not None)
+        self._ticks += weight
+        self._tick_count += 1
+        self._threads_seen += (len(items) - skipped + (main is not None)) * weight
         self._end_s = self._clock()
 
     def _count_timer_samples(
@@ -403,7 +419,7 @@ class Sampler:
         it with the frame the units pass is to read (None if it stays in ``frames``).
 
         The main thread keeps the weight of one sample per tick, as every other thread: a tick
-        without a timer sample leaves it uncounted and owes it to the next tick (the timer runs on
+        without a timer sample leaves it uncounted and owes it, with its weight, to the next tick (the timer runs on
         its own schedule, so the next tick usually brings two), and a tick counts at most the
         samples owed (the timer keeps its pace while a busy host delays the ticks). A second tick
         in a row without one means the handler cannot run (C code holding the GIL, the signal
@@ -421,36 +437,37 @@ class Sampler:
         drained = timer.drain()
         idle_since = self._main_waited(ident, timer.interval_s)
         if not timer.interval_s:  # stopped while the main thread waits: seen by the tick, as any thread
-            self._timer_quiet = self._timer_owed = 0
+            self._timer_quiet = 0
+            self._timer_owed = []
             self.timer_wanted = idle_since is None
             return None
         if idle_since is not None and self._main_seen_s - idle_since >= _MAIN_IDLE_S and not timer.always_armed:
             self.timer_wanted = False
             self._main_seen_s = 0.0  # the signals' own cost is no sign of work: measure afresh
-        owed = self._timer_owed + 1
+        owed = self._timer_owed + [self._weight]
         if not drained:
             self._timer_quiet += 1
             if (self._timer_quiet >= 2 or not self._ticks) and ident in frames:
                 self._timer_fallbacks += 1
-                self._timer_owed = 0
+                self._timer_owed = []
                 return None
-            self._timer_owed = min(owed, 2)
+            self._timer_owed = owed[-2:]
             current = frames.pop(ident, None)
             return None if current is None else (ident, current)
         self._timer_quiet = 0
         self.timer_samples_taken += len(drained)
-        if len(drained) > owed:  # the timer ran ahead of the ticks (late ticks): the newest samples count
-            self._timer_surplus += len(drained) - owed
-            drained = drained[-owed:]
-        self._timer_owed = owed - len(drained)
+        if len(drained) > len(owed):  # the timer ran ahead of the ticks (late ticks): the newest samples count
+            self._timer_surplus += len(drained) - len(owed)
+            drained = drained[-len(owed) :]
+        self._timer_owed = owed[len(drained) :]
         current = frames.pop(ident, None)
         known = self._threads.get(ident)
         if known is _SKIPPED or (known is None and self._classify(ident)):
             return None
         counts = self._counts
-        for chain in drained:
-            counts[self._walk_captured(chain)] += 1
-        self._timer_samples += len(drained)
+        for chain, weight in zip(drained, owed):  # each pays the oldest debt left, with its tick's weight
+            counts[self._walk_captured(chain)] += weight
+            self._timer_samples += weight
         return None if current is None else (ident, current)  # the units pass reads the live stack
 
     def _main_waited(self, ident: int, timer_interval_s: float) -> Optional[float]:
@@ -504,13 +521,13 @@ class Sampler:
                     from codeguru_agent.sampling.tasks import TaskSampler
 
                     self._tasks = TaskSampler(self._max_tasks)
-                self._task_samples += self._tasks.sample(threads, self)
+                self._task_samples += self._tasks.sample(threads, self) * self._weight
             if with_greenlets:
                 if self._greenlets is None:
                     from codeguru_agent.sampling.greenlets import GreenletSampler
 
                     self._greenlets = GreenletSampler(self._max_tasks)
-                self._greenlet_samples += self._greenlets.sample(threads, self)
+                self._greenlet_samples += self._greenlets.sample(threads, self) * self._weight
         except Exception:  # see the docstring: the units of one tick are lost, nothing else
             self._unit_errors += 1
         finally:
@@ -576,17 +593,22 @@ class Sampler:
         stack_id = self._walk(top, top.f_lasti)
         key = self._stacks[stack_id]
         below = self._program_key(self.stack_below(start.f_back))
-        if self._counts[stack_id] <= 0 or below is None or len(key) <= len(below) or key[-1] == self.truncated_id:
+        if (
+            self._counts[stack_id] < self._weight
+            or below is None
+            or len(key) <= len(below)
+            or key[-1] == self.truncated_id
+        ):
             return
         cut = len(key) - len(below)
         if key[cut:] != below:
             return  # the thread moved on while this tick read it: its sample stays as it was
-        self._counts[stack_id] -= 1
+        self._counts[stack_id] -= self._weight
         self.count_unit(key[:cut] + (frame_id,) + key[cut:], 1)
 
     def count_unit(self, key: Sequence[int], weight: int) -> None:
-        """Count ``weight`` samples of a task or greenlet on this key (leaf first), within both bounds;
-        under the launcher, without its frames (as the threads' stacks)."""
+        """Count ``weight`` samples of a task or greenlet on this key (leaf first), each of the tick's
+        weight, within both bounds; under the launcher, without its frames (as the threads' stacks)."""
         if len(key) > self._max_depth:
             key = list(key[: self._max_depth - 1]) + [self._table.truncated_id]
         stack_key = self._program_key(tuple(key))
@@ -599,7 +621,7 @@ class Sampler:
                 stack_id = self._fold(stack_key, False)
             else:
                 stack_id = self._add_stack(stack_key, cost)
-        self._counts[stack_id] += weight
+        self._counts[stack_id] += weight * self._weight
 
     def _program_key(self, key: Optional[StackKey]) -> Optional[StackKey]:
         """The program's part of a key (see ``frames.program_stack``); the key itself outside the launcher."""
@@ -855,6 +877,7 @@ class Sampler:
             unit_errors=self._unit_errors,
             timer_samples=self._timer_samples,
             timer_fallbacks=self._timer_fallbacks,
+            ticks=self._tick_count,
             **self._timer_state(),
         )
         if self._table.bytes > self._memory_limit_bytes // 2:
@@ -873,8 +896,8 @@ class Sampler:
 
     @property
     def ticks(self) -> int:
-        """Ticks in the current interval."""
-        return self._ticks
+        """Ticks taken in the current interval (not their weights)."""
+        return self._tick_count
 
 
 def _line_at(frame: types.FrameType, code: types.CodeType, offset: int) -> Optional[int]:
