@@ -107,6 +107,26 @@ def test_the_main_thread_keeps_one_sample_per_tick() -> None:
     assert aggregate.timer_samples == 3 and aggregate.timer_dropped == 1 and aggregate.timer_fallbacks == 0
 
 
+def test_once_the_table_knows_its_positions_the_handler_keeps_frame_ids_not_frames() -> None:
+    """The handler reads the stack on the main thread, where it is cheapest to read: a position the
+    table knows becomes its id there, and the sample holds no frame (nor any of its locals)."""
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    kinds = []
+    for _ in range(3):
+        burn_sample(timer, 1)  # the same place each time
+        kinds.append(type(timer.samples[0]).__name__)
+        tick(sampler)
+    assert kinds == ["list", "tuple", "tuple"], "frames until a tick resolved them, then their ids"
+    counts = stacks(sampler)
+    sampled = [stack for stack in counts if stack[-1].endswith(":record")]
+    assert len(sampled) == 1 and counts[sampled[0]] == 3, counts
+    assert sampled[0][-3:][0].endswith(
+        ":test_once_the_table_knows_its_positions_the_handler_keeps_frame_ids_not_frames"
+    )
+
+
 def test_after_two_ticks_without_a_timer_sample_the_sampling_threads_view_counts() -> None:
     timer = timer_for_test()
     sampler = Sampler(AgentConfig())

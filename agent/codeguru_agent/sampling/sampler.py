@@ -14,6 +14,7 @@ corrupts them (``SystemError: deallocated BytesIO object has exported buffers``,
 ``multiprocessing`` pools, crashes). So the sampler's own entry is dropped the moment it arrives.
 """
 
+import _signal as _c_signal
 import logging
 import sys
 import threading
@@ -75,6 +76,11 @@ _MAIN_WINDOW_S: Final = 0.01
 """The main thread's CPU time is compared over this much time at least (a system call is enough to
 cross 2% of a millisecond)."""
 _MAIN_IDLE_S: Final = 0.02
+_TIMER_CHECK_S: Final = 0.05
+"""How often the tick makes sure the interval timer is still the one the agent set (a system call):
+a program's ``signal.alarm()`` rings a second later at the soonest, long after."""
+_SIGALRM: Final = getattr(_c_signal, "SIGALRM", 14)
+_getsignal: Final[Callable[[int], Any]] = getattr(_c_signal, "getsignal", lambda signum: None)
 """How long the main thread waits, tick after tick, before its timer stops (see ``_main_waited``):
 longer than the waits between a program's short bursts of work, which the timer is there to see."""
 
@@ -274,6 +280,8 @@ class Sampler:
         self._main_clock: Optional[Tuple[int, int]] = None
         """The main thread's ident and its CPU-time clock id (read at each tick while the timer is live)."""
         self._main_cpu_s = self._main_seen_s = 0.0
+        self._timer_checked_s = 0.0
+        """When (``_end_s``'s clock) the timer was last checked in full (``MainThreadTimer.check``)."""
         self.timer_samples_taken = 0
         """Timer samples drained since the sampler began, counted or not: each one a signal the main
         thread paid for (the runner charges each to the budget)."""
@@ -405,7 +413,7 @@ class Sampler:
         if len(threads) > len(frames) + (me in threads):
             for ident in [ident for ident in threads if ident not in frames and ident != me]:
                 del threads[ident]  # an ended thread
-        if self._units:
+        if self._units and ("asyncio.tasks" in sys.modules or "greenlet" in sys.modules):
             self._sample_units(items if main is None else [*items, main])
         self._ticks += weight
         self._tick_count += 1
@@ -428,14 +436,33 @@ class Sampler:
         interval, at its exit, may have only one).
         """
         ident = timer.ident
-        if ident is None or not timer.check():  # a program that took SIGALRM or the timer: given up, said why
+        if ident is None:
             return None
+        # The full check (a system call) every _TIMER_CHECK_S; the handler's, a C call, every tick:
+        # a handler the program installs gets none of the timer's signals after the next tick.
+        end_s = self._end_s
+        if end_s - self._timer_checked_s >= _TIMER_CHECK_S or _getsignal(_SIGALRM) is not timer.handler:
+            self._timer_checked_s = end_s
+            if not timer.check():  # a program that took SIGALRM or the timer: given up, said why
+                return None
         top = frames.get(ident)
         if top is not None and top.f_code is timer.handler_code and top.f_back is not None:
             frames[ident] = top.f_back  # caught in the handler: where the handler interrupted it
         del top
-        drained = timer.drain()
-        idle_since = self._main_waited(ident, timer.interval_s)
+        table = self._table
+        stack_ids = self._stack_ids
+        if timer.stack_ids is not stack_ids:  # the handler reads the table and stacks the tick counts against
+            timer.positions, timer.leaf_children = table.fast, table.leaf_children
+            timer.truncated_id, timer.stack_ids = table.truncated_id, stack_ids
+        samples = timer.samples
+        drained: List[Any] = []
+        for _ in range(len(samples)):  # only the main thread appends meanwhile: no sample is lost
+            drained.append(samples.popleft())
+        now_s = time.monotonic()
+        if now_s - self._main_seen_s >= _MAIN_WINDOW_S or not self._main_seen_s:  # else it has nothing new
+            idle_since = self._main_waited(ident, timer.interval_s)
+        else:
+            idle_since = self._main_idle_since
         if not timer.interval_s:  # stopped while the main thread waits: seen by the tick, as any thread
             self._timer_quiet = 0
             self._timer_owed = []
@@ -464,9 +491,17 @@ class Sampler:
         known = self._threads.get(ident)
         if known is _SKIPPED or (known is None and self._classify(ident)):
             return None
-        counts = self._counts
-        for chain, weight in zip(drained, owed):  # each pays the oldest debt left, with its tick's weight
-            counts[self._walk_captured(chain)] += weight
+        counts, positions = self._counts, table.fast
+        for sample, weight in zip(drained, owed):  # each pays the oldest debt left, with its tick's weight
+            if sample.__class__ is not tuple:
+                stack_id = self._walk_captured(sample)  # frames the handler kept: a position to resolve
+            elif sample[0] is stack_ids and sample[1] >= 0:
+                stack_id = sample[1]
+            elif sample[2] is positions:
+                stack_id = self._stack_id(sample[3], False)  # a new stack, or one of an interval sealed since
+            else:
+                continue  # read against a frame table sealed since: its ids mean nothing now
+            counts[stack_id] += weight
             self._timer_samples += weight
         return None if current is None else (ident, current)  # the units pass reads the live stack
 

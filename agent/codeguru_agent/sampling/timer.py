@@ -7,11 +7,14 @@ runs the Python handler on the main thread at its next bytecode boundary (a bloc
 interrupted, the handler runs, and the call is retried: PEP 475), and the handler's ``frame`` is
 where the main thread was. So the main thread is seen where its wall-clock time goes.
 
-The handler only copies the main thread's frames and their offsets into a list and appends it to a
-short bounded deque (an atomic append); the sampling thread drains it at each tick and counts those
-samples through its normal walk. The deque holds frames, which keep their locals alive: it is
-drained every tick and holds a few at most. The sampling thread stops the timer while the main
-thread waits, and starts it again when it runs (``Sampler._main_waited``).
+The handler reads the main thread's frames where they are cheapest to read, on the main thread
+itself: it looks each position up in the sampler's frame table (read only; ``positions``) and
+appends the stack's frame ids, leaf first, to a short bounded deque (an atomic append). A position
+the table does not know yet is the sampling thread's to resolve: the handler then keeps the frames
+and their offsets instead, and the sampling thread walks them. The sampling thread drains the deque
+at each tick. Kept frames keep their locals alive: the deque is drained every tick and holds a few
+at most, and once the main thread's positions are known it holds none. The sampling thread stops
+the timer while the main thread waits, and starts it again when it runs (``Sampler._main_waited``).
 
 The timer is the host's signal, so it is taken only when nobody else uses it, and given up the
 moment the host wants it (a handler of its own, or ``alarm``/``setitimer`` of its own): the host's
@@ -61,7 +64,12 @@ _REASONS: Final = {
     EXEC: "the program called exec",
 }
 
-Sample = List[Any]
+Sample = Any
+"""``(stack_ids, stack_id, positions, ids)``: the stack's id in the sampler's ``stack_ids`` (-1 if
+new there), and the ids of its frames, leaf first, read from the frame table whose ``fast`` dict
+is ``positions``; or a list of frames and their offsets, leaf first, then None if the depth bound
+cut it (a position the table did not know)."""
+_NO_POSITIONS: Final[Dict[int, int]] = {}
 """The main thread's frames and their offsets when the signal came, leaf first: ``[frame, offset,
 caller, offset, ...]``, then None if the depth bound cut it. Read as captured: a coroutine's frame
 loses its caller when it suspends, and the frames move on before the sampling thread reads them."""
@@ -95,7 +103,20 @@ class MainThreadTimer:
         default it stops then, see ``Sampler._main_waited``)."""
         self.max_depth = 1000
         """Frames captured per sample at most: the sampler's depth bound, set by the runner."""
+        self.positions: Optional[Dict[int, Dict[int, int]]] = None
+        """The sampler's frame table's ``fast`` dict (id of a code object -> its offsets' frame ids),
+        read by the handler; set by the sampler, again whenever its table is a new one."""
+        self.leaf_children: Dict[Any, int] = {}
+        """The same table's ``leaf_children`` ((id of code, offset) -> synthetic child id, or -1)."""
+        self.truncated_id = 0
+        """The same table's id of the frame that marks a stack the depth bound cut."""
+        self.stack_ids: Dict[Any, int] = {}
+        """The sampler's stack ids of the current interval (a stack key -> its id), read by the handler."""
+        self.samples = self._samples
+        """The deque the handler appends to, for the sampling thread to drain without a call."""
         self._handler = self._make_handler(self._samples)
+        self.handler = self._handler
+        """The handler itself: the tick compares SIGALRM's handler with it (a C call, not :meth:`check`)."""
         self.handler_code = self._handler.__code__
         """The handler's code: a main thread the sampling thread finds running it is counted where
         the handler interrupted it."""
@@ -107,8 +128,9 @@ class MainThreadTimer:
         append = samples.append
 
         def on_alarm(signum: int, frame: Optional[types.FrameType]) -> None:
-            """The main thread's sample: its frames and their offsets, leaf first (one list); none
-            for a signal that came while the handler ran (its own frame: the sample is being taken).
+            """The main thread's sample (a ``Sample``: its frame ids if the table knows every
+            position, else its frames and their offsets); none for a signal that came while the
+            handler ran (its own frame: the sample is being taken).
             A signal while the timer is not armed may be the program's (see ``_not_armed``)."""
             if not calibration and not (self.live and self.interval_s):
                 self._not_armed(signum)
@@ -116,7 +138,30 @@ class MainThreadTimer:
             if frame is not None and (calibration or not self.held) and frame.f_code is not on_alarm.__code__:
                 if len(samples) == CAPACITY:
                     self.dropped += 1
-                chain: Sample = []
+                positions = self.positions
+                if positions is not None:  # the sampler's walk, on the thread whose frames are in cache
+                    code, lasti = frame.f_code, frame.f_lasti
+                    frame_id = positions.get(id(code), _NO_POSITIONS).get(lasti, -1)
+                    child = self.leaf_children.get((id(code), lasti), -2)
+                    if frame_id >= 0 and child != -2:
+                        ids = [child, frame_id] if child >= 0 else [frame_id]
+                        caller = frame.f_back
+                        depth = self.max_depth - 1
+                        while caller is not None and depth:
+                            frame_id = positions.get(id(caller.f_code), _NO_POSITIONS).get(caller.f_lasti, -1)
+                            if frame_id < 0:
+                                break  # a position to resolve: the frames are kept instead
+                            ids.append(frame_id)
+                            caller = caller.f_back
+                            depth -= 1
+                        else:
+                            if caller is not None:
+                                ids.append(self.truncated_id)
+                            stack_ids = self.stack_ids
+                            append((stack_ids, stack_ids.get(tuple(ids), -1), positions, ids))
+                            return
+                        del caller
+                chain: List[Any] = []
                 push = chain.append
                 depth = self.max_depth
                 while frame is not None and depth:
