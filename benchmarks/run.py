@@ -50,8 +50,8 @@ FULL: Final = Plan(
     encode_runs=5,
     memory_runs=3,
     memory_rounds=2500,
-    servers_runs=2,
-    servers_load_s=6.0,
+    servers_runs=3,
+    servers_load_s=8.0,
 )
 QUICK: Final = Plan(
     per_sample_runs=2,

@@ -228,7 +228,9 @@ class Runner:
         interval_s = self._governor.interval_ms / 1000.0
         weight_ratio = self._governor.interval_ms / self._governor.configured_interval_ms
         weight_carried = 0.0  # the fraction of a configured interval the ticks so far owe the counts
+        configured_s = self._governor.configured_interval_ms / 1000.0
         next_tick = clock()
+        sampled_at = next_tick  # the last tick, or the end of a pause or idle spell
         report_at = next_tick + self._reporting_interval_s
         window_start = next_tick
         window_cpu_start = self._cpu_start = time.thread_time()
@@ -267,6 +269,7 @@ class Runner:
                     self.cpu_s = cpu - self._cpu_start
                 interval_s = self._governor.interval_ms / 1000.0
                 weight_ratio = self._governor.interval_ms / self._governor.configured_interval_ms
+                configured_s = self._governor.configured_interval_ms / 1000.0
                 if self._seal_now or now >= report_at:
                     # Idle and paused time so far belong to the interval being sealed, not to the next
                     # one: a Lambda thawed after a long freeze seals here, before it resumes.
@@ -278,6 +281,7 @@ class Runner:
                     report_at = clock() + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
+                    sampled_at = now  # the first tick after it stands for the time since it ended only
                     if timer is not None and timer.interval_s:
                         timer.disarm()  # no signals while nothing samples
                         timer.drain()  # nor samples from before: they would count after the idle time
@@ -314,11 +318,14 @@ class Runner:
             else:
                 next_tick = now
             woke = clock()
-            # each tick counts as the configured intervals it stands for (Sampler.sample), whole
-            # ones, the fraction carried to the next tick so that the counts add up to the time
-            weight_carried += weight_ratio
+            # Each tick counts as the configured intervals it stands for (Sampler.sample), whole
+            # ones, the fraction carried to the next tick so that the counts add up to the time;
+            # never for more than twice the time since the last tick (jitter alone never halves an
+            # interval), so that the first tick after a pause does not count the pause.
+            weight_carried += min(weight_ratio, max(1.0, 2.0 * (woke - sampled_at) / configured_s))
             weight = int(weight_carried)
             weight_carried -= weight
+            sampled_at = woke
             try:
                 with pause_lock:
                     if not self._paused:  # paused since the loop looked: Lambda may freeze the process now

@@ -76,13 +76,13 @@ _MAIN_WINDOW_S: Final = 0.01
 """The main thread's CPU time is compared over this much time at least (a system call is enough to
 cross 2% of a millisecond)."""
 _MAIN_IDLE_S: Final = 0.02
+"""How long the main thread waits, tick after tick, before its timer stops (see ``_main_waited``):
+longer than the waits between a program's short bursts of work, which the timer is there to see."""
 _TIMER_CHECK_S: Final = 0.05
 """How often the tick makes sure the interval timer is still the one the agent set (a system call):
 a program's ``signal.alarm()`` rings a second later at the soonest, long after."""
 _SIGALRM: Final = getattr(_c_signal, "SIGALRM", 14)
 _getsignal: Final[Callable[[int], Any]] = getattr(_c_signal, "getsignal", lambda signum: None)
-"""How long the main thread waits, tick after tick, before its timer stops (see ``_main_waited``):
-longer than the waits between a program's short bursts of work, which the timer is there to see."""
 
 _RESUMABLE_FLAGS: Final = names.RESUMABLE_FLAGS
 _NO_POSITIONS: Final[Mapping[int, int]] = types.MappingProxyType({})
@@ -278,7 +278,8 @@ class Sampler:
         self._main_idle_since: Optional[float] = None
         """Since when the main thread has waited at every tick (None: it ran since the last tick)."""
         self._main_clock: Optional[Tuple[int, int]] = None
-        """The main thread's ident and its CPU-time clock id (read at each tick while the timer is live)."""
+        """The main thread's ident and its CPU-time clock id (read while the timer is live, once a
+        ``_MAIN_WINDOW_S`` has passed)."""
         self._main_cpu_s = self._main_seen_s = 0.0
         self._timer_checked_s = 0.0
         """When (``_end_s``'s clock) the timer was last checked in full (``MainThreadTimer.check``)."""
@@ -427,13 +428,13 @@ class Sampler:
         it with the frame the units pass is to read (None if it stays in ``frames``).
 
         The main thread keeps the weight of one sample per tick, as every other thread: a tick
-        without a timer sample leaves it uncounted and owes it, with its weight, to the next tick (the timer runs on
-        its own schedule, so the next tick usually brings two), and a tick counts at most the
-        samples owed (the timer keeps its pace while a busy host delays the ticks). A second tick
-        in a row without one means the handler cannot run (C code holding the GIL, the signal
-        blocked): the main thread is then counted from ``frames`` like any other thread; so is it
-        at an interval's first tick, which has no later tick to be paid by (a program's last
-        interval, at its exit, may have only one).
+        without a timer sample leaves it uncounted and owes it, with its weight, to the next tick
+        (the timer runs on its own schedule, so the next tick usually brings two), and a tick
+        counts at most the samples owed (the timer keeps its pace while a busy host delays the
+        ticks). A second tick in a row without one means the handler cannot run (C code holding
+        the GIL, the signal blocked): the main thread is then counted from ``frames`` like any
+        other thread; so is it at an interval's first tick, which has no later tick to be paid by
+        (a program's last interval, at its exit, may have only one).
         """
         ident = timer.ident
         if ident is None:

@@ -67,12 +67,12 @@ _REASONS: Final = {
 Sample = Any
 """``(stack_ids, stack_id, positions, ids)``: the stack's id in the sampler's ``stack_ids`` (-1 if
 new there), and the ids of its frames, leaf first, read from the frame table whose ``fast`` dict
-is ``positions``; or a list of frames and their offsets, leaf first, then None if the depth bound
-cut it (a position the table did not know)."""
+is ``positions``; or (a position the table did not know) ``[frame, offset, caller, offset, ...]``,
+leaf first, then None if the depth bound cut it. Either is read when the signal comes: a
+coroutine's frame loses its caller when it suspends, and the frames move on before the sampling
+thread reads them."""
 _NO_POSITIONS: Final[Dict[int, int]] = {}
-"""The main thread's frames and their offsets when the signal came, leaf first: ``[frame, offset,
-caller, offset, ...]``, then None if the depth bound cut it. Read as captured: a coroutine's frame
-loses its caller when it suspends, and the frames move on before the sampling thread reads them."""
+"""A code object's positions when the table has none of it (never written)."""
 
 
 class MainThreadTimer:
