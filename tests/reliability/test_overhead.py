@@ -118,6 +118,32 @@ def test_a_profile_whose_rate_the_budget_slowed_down_still_weighs_a_thread_by_it
     )
 
 
+def test_the_first_tick_after_a_pause_does_not_count_the_pause() -> None:
+    """A Lambda is paused between invocations: the first tick after the resume stands for the time
+    since the resume, however slow the governor's interval, never for a whole slowed interval."""
+    sealed: List[Aggregate] = []
+    config = AgentConfig(sampling_interval_ms=10.0, cpu_limit_percent=0.001, reporting_interval_ms=60_000)
+    runner = Runner(config, lambda aggregate, interval_ms: sealed.append(aggregate))
+    sampling = threading.Thread(target=runner.run, name="sampler", daemon=True)
+    runner.adopt(sampling)
+    sampling.start()
+    try:
+        wait_until(lambda: runner.effective_interval_ms >= 200.0, 30, "the governor slowing the ticks down")
+        runner.set_paused(True)
+        assert runner.seal_now(10)
+        threading.Event().wait(0.4)  # longer than the paused loop's own wait: it has looked at the clock since
+        runner.set_paused(False)
+        wait_until(lambda: runner._sampler.ticks >= 1, 30, "a tick after the resume")
+        assert runner.seal_now(10)
+        resumed = sealed[-1]
+    finally:
+        runner.stop(5)
+    assert resumed.ticks >= 1
+    assert resumed.num_times_sampled <= 2 * resumed.duration_ms / 10.0 + resumed.ticks, (
+        f"{resumed.num_times_sampled} intervals of 10 ms counted in {resumed.duration_ms} ms ({resumed.ticks} ticks)"
+    )
+
+
 def test_every_profile_carries_the_interval_in_force(
     collector: CollectorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

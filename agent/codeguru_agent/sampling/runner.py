@@ -281,7 +281,7 @@ class Runner:
                     report_at = clock() + self._reporting_interval_s
                     continue
                 if self._paused or self._killed or not self._should_profile:
-                    sampled_at = now  # the first tick after it stands for the time since it ended only
+                    sampled_at = -1.0  # the first tick after it stands for the time since it ended only
                     if timer is not None and timer.interval_s:
                         timer.disarm()  # no signals while nothing samples
                         timer.drain()  # nor samples from before: they would count after the idle time
@@ -297,6 +297,8 @@ class Runner:
                     self._wake.wait(_IDLE_WAIT_S)
                     self._wake.clear()
                     continue
+                if sampled_at < 0:
+                    sampled_at = now  # the pause or idle spell ended since the last pass
                 if idle_since is not None:
                     idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
