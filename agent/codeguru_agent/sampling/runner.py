@@ -59,6 +59,9 @@ class Runner:
         self._paused_since = 0.0
         self._paused_s = 0.0
         """Paused time not yet handed to the sampler, timed by the callers of ``set_paused``."""
+        self._paused_total_s = 0.0
+        """Every pause's time since start, ended pauses only: a tick's weight leaves out the pauses
+        since the last tick, which the profile's duration leaves out too."""
         self._should_profile = True
         self._killed = False
         self._seal_now = False
@@ -136,6 +139,7 @@ class Runner:
                 self._paused_since = now
             elif not paused and self._paused:
                 self._paused_s += max(0.0, now - self._paused_since)
+                self._paused_total_s += max(0.0, now - self._paused_since)
             self._paused = paused
             if self._timer is not None:
                 self._timer.hold(paused)
@@ -230,7 +234,8 @@ class Runner:
         weight_carried = 0.0  # the fraction of a configured interval the ticks so far owe the counts
         configured_s = self._governor.configured_interval_ms / 1000.0
         next_tick = clock()
-        sampled_at = next_tick  # the last tick, or the end of a pause or idle spell
+        sampled_at = next_tick  # the last tick, the seal, or the end of an idle spell
+        paused_seen_s = 0.0  # self._paused_total_s at the last tick
         report_at = next_tick + self._reporting_interval_s
         window_start = next_tick
         window_cpu_start = self._cpu_start = time.thread_time()
@@ -279,6 +284,7 @@ class Runner:
                     # from after the seal: the new interval began inside it, and a full one must
                     # last the reporting interval (``now`` is from before, a GIL wait ago at times)
                     report_at = clock() + self._reporting_interval_s
+                    sampled_at = -1.0  # the new interval's first tick stands for its own time only
                     continue
                 if self._paused or self._killed or not self._should_profile:
                     sampled_at = -1.0  # the first tick after it stands for the time since it ended only
@@ -298,7 +304,7 @@ class Runner:
                     self._wake.clear()
                     continue
                 if sampled_at < 0:
-                    sampled_at = now  # the pause or idle spell ended since the last pass
+                    sampled_at = now  # an idle spell ended, or an interval began, since the last pass
                 if idle_since is not None:
                     idle_since = self._count_idle(idle_since, now, still_idle=False)
                     next_tick = now
@@ -322,9 +328,12 @@ class Runner:
             woke = clock()
             # Each tick counts as the configured intervals it stands for (Sampler.sample), whole
             # ones, the fraction carried to the next tick so that the counts add up to the time;
-            # never for more than twice the time since the last tick (jitter alone never halves an
-            # interval), so that the first tick after a pause does not count the pause.
-            weight_carried += min(weight_ratio, max(1.0, 2.0 * (woke - sampled_at) / configured_s))
+            # never for more than the time sampled since the last tick (or the seal, or the end of
+            # an idle spell) allows, give or take the jitter, so that a tick after a pause, or one
+            # that follows closely after falling behind, does not count time the profile has not.
+            paused_s, paused_seen_s = self._paused_total_s - paused_seen_s, self._paused_total_s
+            sampled_s = woke - sampled_at - paused_s
+            weight_carried += min(weight_ratio, max(1.0, sampled_s / ((1.0 - _JITTER) * configured_s)))
             weight = int(weight_carried)
             weight_carried -= weight
             sampled_at = woke
