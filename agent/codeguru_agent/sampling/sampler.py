@@ -328,7 +328,7 @@ class Sampler:
         self._start_ms = now_ms
         self._end_s = now_ms / 1000
         self._paused_ms = 0
-        self._ticks = 0
+        self._intervals_sampled = 0  # the ticks weighted by the configured intervals each stands for
         self._tick_count = 0
         self._threads_seen = 0
         self._folded = 0
@@ -416,7 +416,7 @@ class Sampler:
                 del threads[ident]  # an ended thread
         if self._units and ("asyncio.tasks" in sys.modules or "greenlet" in sys.modules):
             self._sample_units(items if main is None else [*items, main])
-        self._ticks += weight
+        self._intervals_sampled += weight
         self._tick_count += 1
         self._threads_seen += (len(items) - skipped + (main is not None)) * weight
         self._end_s = self._clock()
@@ -475,7 +475,7 @@ class Sampler:
         owed = self._timer_owed + [self._weight]
         if not drained:
             self._timer_quiet += 1
-            if (self._timer_quiet >= 2 or not self._ticks) and ident in frames:
+            if (self._timer_quiet >= 2 or not self._intervals_sampled) and ident in frames:
                 self._timer_fallbacks += 1
                 self._timer_owed = []
                 return None
@@ -894,14 +894,14 @@ class Sampler:
     def seal(self, now_ms: Optional[int] = None) -> Aggregate:
         """Hand over this interval's samples and start a new interval; O(1) on the sampling thread."""
         now = int(self._clock() * 1000) if now_ms is None else now_ms
-        end = int(self._end_s * 1000) if self._ticks else now
+        end = int(self._end_s * 1000) if self._intervals_sampled else now
         aggregate = Aggregate(
             start_ms=self._start_ms,
             end_ms=end,
             duration_ms=max(0, now - self._start_ms - self._paused_ms),
             stacks=self._stacks,
             counts=self._counts,
-            num_times_sampled=self._ticks,
+            num_times_sampled=self._intervals_sampled,
             threads_seen=self._threads_seen,
             folded_stacks=self._folded,
             memory_bytes=self.memory_bytes(),
