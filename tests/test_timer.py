@@ -127,6 +127,22 @@ def test_once_the_table_knows_its_positions_the_handler_keeps_frame_ids_not_fram
     )
 
 
+def test_a_sample_read_under_the_last_depth_bound_is_not_counted_under_a_new_one() -> None:
+    """The service's answer may lower the depth bound between a signal and the tick that drains it:
+    that sample, read as frame ids under the old bound, is not counted as a stack the new one forbids."""
+    timer = timer_for_test()
+    sampler = Sampler(AgentConfig())
+    sampler.timer = timer
+    for round_ in range(3):
+        burn_sample(timer, 1)  # the same place each time: read as frame ids from the second on
+        if round_ == 2:
+            sampler.seal()
+            sampler.set_limits(AgentConfig(max_stack_depth=8))
+        tick(sampler)
+    stacks = sampler.seal().resolved_stacks()
+    assert stacks and max(len(stack) for stack in stacks) <= 8 + 2, "MaxStackDepth 8 (+ <Truncated> and a leaf)"
+
+
 def test_after_two_ticks_without_a_timer_sample_the_sampling_threads_view_counts() -> None:
     timer = timer_for_test()
     sampler = Sampler(AgentConfig())

@@ -308,7 +308,9 @@ class Sampler:
         interval is sampled under one set).
 
         Called on the sampling thread, between ticks. A thread whose stack would be reused from the
-        last tick is walked again, so that the new depth applies to it too.
+        last tick is walked again, so that the new depth applies to it too; the main thread's timer
+        samples taken since the last tick are dropped, read as they were under the old depth (the
+        next tick then sees the main thread itself, as at every interval's first tick).
         """
         self._interval_ms = config.sampling_interval_ms
         self._max_depth = config.max_stack_depth
@@ -318,6 +320,8 @@ class Sampler:
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
+        if self.timer is not None:
+            self.timer.samples.clear()
 
     def _reset(self, now_ms: int) -> None:
         self._stack_ids: Dict[StackKey, int] = {}

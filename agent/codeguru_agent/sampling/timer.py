@@ -66,8 +66,8 @@ _REASONS: Final = {
 
 Sample = Any
 """``(stack_ids, stack_id, positions, ids)``: the stack's id in the sampler's ``stack_ids`` (-1 if
-new there), and the ids of its frames, leaf first, read from the frame table whose ``fast`` dict
-is ``positions``; or (a position the table did not know) ``[frame, offset, caller, offset, ...]``,
+new there), and the ids of its frames, leaf first, read from the frame table whose ``fast`` dict is
+``positions``; or (a position the table did not know) ``[frame, offset, caller, offset, ...]``,
 leaf first, then None if the depth bound cut it. Either is read when the signal comes: a
 coroutine's frame loses its caller when it suspends, and the frames move on before the sampling
 thread reads them."""
