@@ -336,7 +336,7 @@ class Runner:
             weight_carried += min(weight_ratio, max(1.0, sampled_s / ((1.0 - _JITTER) * configured_s)))
             weight = int(weight_carried)
             weight_carried -= weight
-            sampled_at = woke
+            sampled_at = min(woke, next_tick)  # its deadline: a late tick does not shorten the next one's time
             try:
                 with pause_lock:
                     if not self._paused:  # paused since the loop looked: Lambda may freeze the process now
