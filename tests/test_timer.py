@@ -50,7 +50,7 @@ def main_thread_counts(counts: Dict[Tuple[str, ...], int], function: str) -> int
 
 def record(timer: MainThreadTimer) -> None:
     """What the handler does when SIGALRM interrupts this function."""
-    timer._handler(14, sys._getframe())
+    timer.handler(14, sys._getframe())
 
 
 def suspended_coroutine_sample(timer: MainThreadTimer) -> Generator[None, None, None]:
@@ -206,7 +206,7 @@ def test_the_handler_cuts_the_stack_at_the_depth_bound() -> None:
     sampler = Sampler(AgentConfig(max_stack_depth=2))
     sampler.timer = timer
     burn_sample(timer, 1)
-    chain = timer._samples[0]
+    chain = timer.samples[0]
     assert len(chain) == 5 and chain[-1] is None  # two frames, two offsets, the cut
     tick(sampler)
     counts = stacks(sampler)
@@ -218,7 +218,7 @@ def test_the_handler_cuts_the_stack_at_the_depth_bound() -> None:
 
 def test_a_signal_with_no_python_frame_records_nothing() -> None:
     timer = timer_for_test()
-    timer._handler(14, None)
+    timer.handler(14, None)
     assert timer.drain() == []
 
 

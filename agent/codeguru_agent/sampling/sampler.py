@@ -545,14 +545,13 @@ class Sampler:
     def _sample_units(self, items: Iterable[Tuple[int, types.FrameType]]) -> None:
         """Count the suspended asyncio tasks and greenlets of the threads sampled this tick.
 
-        Never raises: a loop that changed under the walk in some unforeseen way costs this tick's
-        units (counted in ``unit_errors``), never the threads' samples already counted.
+        Called only once asyncio or greenlet is loaded. Never raises: a loop that changed under the
+        walk in some unforeseen way costs this tick's units (counted in ``unit_errors``), never the
+        threads' samples already counted.
         """
         modules = sys.modules
         with_tasks = "asyncio.tasks" in modules
         with_greenlets = "greenlet" in modules
-        if not (with_tasks or with_greenlets):
-            return
         known = self._threads
         threads = {ident: frame for ident, frame in items if known.get(ident) is not _SKIPPED}
         try:

@@ -83,7 +83,8 @@ class MainThreadTimer:
     """
 
     def __init__(self) -> None:
-        self._samples: Deque[Sample] = deque(maxlen=CAPACITY)
+        self.samples: Deque[Sample] = deque(maxlen=CAPACITY)
+        """What the handler records, drained by the sampling thread at each tick (inline, not by a call)."""
         self.dropped = 0
         """Samples the deque had no room for (the sampling thread was starved)."""
         self.live = False
@@ -112,12 +113,9 @@ class MainThreadTimer:
         """The same table's id of the frame that marks a stack the depth bound cut."""
         self.stack_ids: Dict[Any, int] = {}
         """The sampler's stack ids of the current interval (a stack key -> its id), read by the handler."""
-        self.samples = self._samples
-        """The deque the handler appends to, for the sampling thread to drain without a call."""
-        self._handler = self._make_handler(self._samples)
-        self.handler = self._handler
-        """The handler itself: the tick compares SIGALRM's handler with it (a C call, not :meth:`check`)."""
-        self.handler_code = self._handler.__code__
+        self.handler = self._make_handler(self.samples)
+        """SIGALRM's handler: the tick compares the installed one with it (a C call, not :meth:`check`)."""
+        self.handler_code = self.handler.__code__
         """The handler's code: a main thread the sampling thread finds running it is counted where
         the handler interrupted it."""
         self._real_exec: Dict[str, Callable[..., Any]] = {}
@@ -186,7 +184,7 @@ class MainThreadTimer:
         if not self.program_owns_timer:
             return
         try:
-            if _signal.getsignal(_signal.SIGALRM) is not self._handler:
+            if _signal.getsignal(_signal.SIGALRM) is not self.handler:
                 return
             remaining, interval = _signal.getitimer(_signal.ITIMER_REAL)
             _signal.signal(_signal.SIGALRM, _signal.SIG_DFL)
@@ -209,16 +207,16 @@ class MainThreadTimer:
         if threading.current_thread() is not threading.main_thread():
             return self._refuse(NOT_MAIN_THREAD)
         try:
-            if _signal.getsignal(_signal.SIGALRM) not in (_signal.SIG_DFL, self._handler):  # ours: left inert
+            if _signal.getsignal(_signal.SIGALRM) not in (_signal.SIG_DFL, self.handler):  # ours: left inert
                 return self._refuse(HANDLER_IN_USE)
             if _signal.getitimer(_signal.ITIMER_REAL) != (0.0, 0.0):
                 return self._refuse(TIMER_IN_USE)
-            self._samples.clear()
+            self.samples.clear()
             self.ident = threading.main_thread().ident
             self.held = False
             self.program_owns_timer = False
             self.live = True
-            _signal.signal(_signal.SIGALRM, self._handler)
+            _signal.signal(_signal.SIGALRM, self.handler)
         except ValueError:  # the main thread of another interpreter
             self.live = False
             return self._refuse(NOT_MAIN_THREAD)
@@ -237,7 +235,7 @@ class MainThreadTimer:
                 _signal.signal(_signal.SIGALRM, _signal.SIG_DFL)
             except ValueError:  # another interpreter's main thread: left inert
                 pass
-        self._samples.clear()
+        self.samples.clear()
 
     def reset_in_child(self) -> None:
         """In a forked child (its only thread, its main thread): the kernel dropped the timer, the
@@ -249,7 +247,7 @@ class MainThreadTimer:
         self.program_owns_timer = False
         self.dropped = 0
         self.reasons = {}  # the child's own, said again if they apply to it
-        self._samples.clear()
+        self.samples.clear()
         self._unguard_exec()
         if was_ours:
             try:
@@ -305,11 +303,11 @@ class MainThreadTimer:
     def hold(self, held: bool) -> None:
         """Record nothing from now on (pause), or again (resume); either way forget what waits."""
         self.held = held
-        self._samples.clear()
+        self.samples.clear()
 
     def drain(self) -> List[Sample]:
         """The samples recorded since the last drain, oldest first (none once given up)."""
-        samples = self._samples
+        samples = self.samples
         if not samples:
             return []
         drained = []
@@ -340,7 +338,7 @@ class MainThreadTimer:
     def ours(self) -> bool:
         """Whether SIGALRM's handler is this timer's."""
         try:
-            return _signal.getsignal(_signal.SIGALRM) is self._handler
+            return _signal.getsignal(_signal.SIGALRM) is self.handler
         except Exception:  # no SIGALRM here: not ours
             return False
 
@@ -364,7 +362,7 @@ class MainThreadTimer:
         if disarm:
             self.disarm()
         self.interval_s = 0.0
-        self._samples.clear()
+        self.samples.clear()
         self._refuse(reason)
 
     def _refuse(self, reason: str) -> bool:
