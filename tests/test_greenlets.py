@@ -65,7 +65,7 @@ def test_a_thread_that_takes_a_finished_threads_ident_is_tracked_too() -> None:
         seen["recorded"] = id(waiter) in greenlets._tracker.suspended
         waiter.kill()
 
-    for _ in range(20):  # the C library hands an ended thread's stack, hence its ident, to the next
+    for _ in range(200):  # the C library hands an ended thread's stack, hence its ident, to the next
         first_ident.clear()
         first = threading.Thread(target=track_and_end)
         first.start()
@@ -75,7 +75,7 @@ def test_a_thread_that_takes_a_finished_threads_ident_is_tracked_too() -> None:
         second.join(WAIT_S)
         if seen.get("same ident"):
             break
-    assert seen.get("same ident"), "no ident was reused in 20 tries: the case is not exercised"
+    assert seen.get("same ident"), "no ident was reused in 200 tries: the case is not exercised"
     assert seen.get("recorded"), "the second thread's greenlet switches were not recorded"
 
 
