@@ -15,6 +15,7 @@ from typing import Dict, Generator, Tuple
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.sampling.sampler import Sampler
 from codeguru_agent.sampling.timer import MainThreadTimer
+from support.waiting import wait_until
 
 
 def timer_for_test() -> MainThreadTimer:
@@ -165,6 +166,39 @@ def test_an_intervals_first_tick_without_a_timer_sample_counts_the_sampling_thre
     tick(sampler)  # a program's last interval may have this one tick only: it must not be empty
     aggregate = sampler.seal()
     assert aggregate.num_times_sampled == 1 and sum(aggregate.counts) == 1
+
+
+def interrupted_here(inside: threading.Lock) -> None:
+    in_handler(inside)
+
+
+def in_handler(inside: threading.Lock) -> None:
+    inside.acquire()  # a C call: this function's frame is the thread's top frame while it waits
+
+
+def test_a_main_thread_caught_in_the_handler_is_counted_where_the_handler_interrupted_it() -> None:
+    # The tick's own view of the main thread (no timer sample yet) may find it running the handler:
+    # it counts the frame the signal interrupted. A thread stands in for the main thread here, and
+    # a function of the test for the handler, so that the tick finds it there for sure.
+    timer = timer_for_test()
+    inside = threading.Lock()
+    inside.acquire()
+    worker = threading.Thread(target=interrupted_here, args=(inside,))
+    worker.start()
+    try:
+        waiting = in_handler.__code__
+        wait_until(lambda: sys._current_frames()[worker.ident or 0].f_code is waiting, 10, "the thread in in_handler")
+        timer.ident = worker.ident
+        timer.handler_code = in_handler.__code__
+        sampler = Sampler(AgentConfig())
+        sampler.timer = timer
+        tick(sampler)  # the interval's first tick, no timer sample: the tick's own view counts
+    finally:
+        inside.release()
+        worker.join()
+    counts = stacks(sampler)
+    assert main_thread_counts(counts, ":interrupted_here") == 1, counts
+    assert main_thread_counts(counts, ":in_handler") == 0, counts
 
 
 def test_an_excluded_main_thread_is_not_counted_from_its_timer_either() -> None:

@@ -114,9 +114,20 @@ def test_every_worker_is_profiled_and_every_request_answered(
         )
         wait_until(lambda: get(f"{base_url}/work/1")[0] == 200, HOST_TIMEOUT_S, "the first answer")
         answers, failures = load(base_url)
-        wait_until(
-            lambda: workers <= set(process_ids(stored(collector, GROUP))), HOST_TIMEOUT_S, "a profile from every worker"
-        )
+        try:
+            wait_until(
+                lambda: workers <= set(process_ids(stored(collector, GROUP))),
+                HOST_TIMEOUT_S,
+                "a profile from every worker",
+            )
+        except AssertionError as timed_out:  # say which worker, and what the server printed
+            server.kill()
+            _stdout, stderr = server.communicate()
+            delivered = sorted(set(process_ids(stored(collector, GROUP))))
+            raise AssertionError(
+                f"{timed_out}: workers {sorted(workers)}, profiles from {delivered}, "
+                f"{len(answers)} answers, failures {failures[:3]}; the server printed:\n{stderr[-4000:]}"
+            ) from None
         server.send_signal(signal.SIGTERM)
         _stdout, stderr = server.communicate(timeout=HOST_TIMEOUT_S)
     finally:

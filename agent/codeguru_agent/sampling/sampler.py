@@ -295,6 +295,13 @@ class Sampler:
         (an agent thread or an excluded name), or its top frame at the last tick (or, seen there
         once, only its address), the frame's offset and the stack id: see :meth:`sample`. One
         lookup per thread and tick, on a table the cold cache has to fetch after every sleep."""
+        self._modules_seen = 0
+        self._units_loaded = False
+        """Whether asyncio or greenlet is loaded (the units pass), as of ``len(sys.modules)`` being
+        ``_modules_seen``."""
+        self._main_sampled: Optional[int] = None
+        """The main thread's ident once its name was read and it is to be sampled: the timer's
+        samples never pass through ``_threads``, so the tick would read its name again each time."""
         self.set_limits(config)
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
@@ -320,6 +327,7 @@ class Sampler:
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
         self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
+        self._main_sampled = None
         if self.timer is not None:
             self.timer.samples.clear()
 
@@ -329,6 +337,7 @@ class Sampler:
         self._stacks: List[StackKey] = []
         self._counts: List[int] = []
         self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
+        self._main_sampled = None
         self._start_ms = now_ms
         self._end_s = now_ms / 1000
         self._paused_ms = 0
@@ -418,7 +427,14 @@ class Sampler:
         if len(threads) > len(frames) + (me in threads):
             for ident in [ident for ident in threads if ident not in frames and ident != me]:
                 del threads[ident]  # an ended thread
-        if self._units and ("asyncio.tasks" in sys.modules or "greenlet" in sys.modules):
+        if self._units and len(sys.modules) != self._modules_seen:
+            # looked up again only when a module was added or removed: two lookups in a dict of a
+            # thousand modules, cold, at every tick otherwise
+            self._modules_seen = len(sys.modules)
+            self._units_loaded = "asyncio.tasks" in sys.modules or "greenlet" in sys.modules
+        if self._units_loaded:
+            if main is not None and timer is not None:
+                main = (main[0], timer.interrupted(main[1]))
             self._sample_units(items if main is None else [*items, main])
         self._intervals_sampled += weight
         self._tick_count += 1
@@ -429,7 +445,8 @@ class Sampler:
         self, timer: "MainThreadTimer", frames: Dict[int, types.FrameType]
     ) -> Optional[Tuple[int, types.FrameType]]:
         """Count the main thread's timer samples, and take the main thread out of ``frames``; returns
-        it with the frame the units pass is to read (None if it stays in ``frames``).
+        it with its frame, for the units pass (None if it stays in ``frames``, where it is then as
+        the handler found it: the tick reads the main thread's frame only when it needs it).
 
         The main thread keeps the weight of one sample per tick, as every other thread: a tick
         without a timer sample leaves it uncounted and owes it, with its weight, to the next tick
@@ -450,10 +467,6 @@ class Sampler:
             self._timer_checked_s = end_s
             if not timer.check():  # a program that took SIGALRM or the timer: given up, said why
                 return None
-        top = frames.get(ident)
-        if top is not None and top.f_code is timer.handler_code and top.f_back is not None:
-            frames[ident] = top.f_back  # caught in the handler: where the handler interrupted it
-        del top
         table = self._table
         stack_ids = self._stack_ids
         if timer.stack_ids is not stack_ids:  # the handler reads the table and stacks the tick counts against
@@ -465,13 +478,14 @@ class Sampler:
             drained.append(samples.popleft())
         now_s = time.monotonic()
         if now_s - self._main_seen_s >= _MAIN_WINDOW_S or not self._main_seen_s:  # else it has nothing new
-            idle_since = self._main_waited(ident, timer.interval_s)
+            idle_since = self._main_waited(ident, timer.interval_s, now_s)
         else:
             idle_since = self._main_idle_since
         if not timer.interval_s:  # stopped while the main thread waits: seen by the tick, as any thread
             self._timer_quiet = 0
             self._timer_owed = []
             self.timer_wanted = idle_since is None
+            _unwrap_main(frames, ident, timer)
             return None
         if idle_since is not None and self._main_seen_s - idle_since >= _MAIN_IDLE_S and not timer.always_armed:
             self.timer_wanted = False
@@ -482,6 +496,7 @@ class Sampler:
             if (self._timer_quiet >= 2 or not self._intervals_sampled) and ident in frames:
                 self._timer_fallbacks += 1
                 self._timer_owed = []
+                _unwrap_main(frames, ident, timer)
                 return None
             self._timer_owed = owed[-2:]
             current = frames.pop(ident, None)
@@ -493,9 +508,11 @@ class Sampler:
             drained = drained[-len(owed) :]
         self._timer_owed = owed[len(drained) :]
         current = frames.pop(ident, None)
-        known = self._threads.get(ident)
-        if known is _SKIPPED or (known is None and self._classify(ident)):
-            return None
+        if ident != self._main_sampled:
+            known = self._threads.get(ident)
+            if known is _SKIPPED or (known is None and self._classify(ident)):
+                return None
+            self._main_sampled = ident
         counts, positions = self._counts, table.fast
         for sample, weight in zip(drained, owed):  # each pays the oldest debt left, with its tick's weight
             if sample.__class__ is not tuple:
@@ -510,7 +527,7 @@ class Sampler:
             self._timer_samples += weight
         return None if current is None else (ident, current)  # the units pass reads the live stack
 
-    def _main_waited(self, ident: int, timer_interval_s: float) -> Optional[float]:
+    def _main_waited(self, ident: int, timer_interval_s: float, now_s: float) -> Optional[float]:
         """Since when the main thread has waited (None if it ran since the last tick): it used less
         than ``_MAIN_BUSY_SHARE`` of the time since each tick in CPU, blocked in a call (a socket, a
         lock, SQLite's busy wait) or idle; each signal of a timer running every ``timer_interval_s``
@@ -521,6 +538,7 @@ class Sampler:
         of its time under a 10 ms timer); and the sampling thread sees a waiting thread where it
         is. It starts again at the first tick that finds the main thread running. One system call
         per tick, on the sampling thread; never waiting where the thread's clock cannot be read.
+        ``now_s``: the tick's ``time.monotonic()``.
         """
         try:
             if self._main_clock is None or self._main_clock[0] != ident:
@@ -528,7 +546,6 @@ class Sampler:
             cpu_s = time.clock_gettime(self._main_clock[1])
         except (AttributeError, OSError, OverflowError):  # no per-thread clocks here: the timer stays
             return None
-        now_s = time.monotonic()
         if not self._main_seen_s:  # the first reading, or the timer just stopped: a new baseline
             self._main_cpu_s, self._main_seen_s = cpu_s, now_s
             return self._main_idle_since
@@ -937,6 +954,14 @@ class Sampler:
     def ticks(self) -> int:
         """Ticks taken in the current interval (not their weights)."""
         return self._tick_count
+
+
+def _unwrap_main(frames: Dict[int, types.FrameType], ident: int, timer: "MainThreadTimer") -> None:
+    """The main thread in ``frames`` where it was, not in the timer's handler, if the tick caught it
+    there: the tick walks it as any other thread."""
+    frame = frames.get(ident)
+    if frame is not None:
+        frames[ident] = timer.interrupted(frame)
 
 
 def _line_at(frame: types.FrameType, code: types.CodeType, offset: int) -> Optional[int]:

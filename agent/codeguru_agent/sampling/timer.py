@@ -319,6 +319,13 @@ class MainThreadTimer:
             pass
         return drained if self.live else []
 
+    def interrupted(self, frame: types.FrameType) -> types.FrameType:
+        """Where the main thread was: its frame, or, caught in this timer's handler, the frame the
+        handler interrupted."""
+        if frame.f_code is self.handler_code and frame.f_back is not None:
+            return frame.f_back
+        return frame
+
     def handler_cost_s(self, frame: types.FrameType, calls: int = 200) -> float:
         """The handler's own cost per call, timed on the calling thread with a private deque, plus
         the signal's delivery (``DELIVERY_COST_S``): what each timer sample is charged to the budget."""
