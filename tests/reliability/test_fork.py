@@ -1,10 +1,12 @@
 """Fork: every child gets an agent of its own (its own pid, threads, backlog), multiprocessing and
 ProcessPoolExecutor workers that leave through ``os._exit`` still deliver, and a fork while the agent
-is still importing never leaves a child hanging."""
+is still importing, or making its first SSL context, never leaves a child hanging."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +390,59 @@ def test_a_fork_waits_for_the_agents_current_module_only_and_no_child_hangs(
     seen = json.loads(facts.read_text())
     assert seen == {"botocore.credentials": True, "botocore.session": False}, "the fork waited for more than one module"
     assert process_ids(assert_each_token_once(collector, GROUP)) == [run.pid]
+
+
+FORK_WHILE_MAKING_AN_SSL_CONTEXT = """\
+import os
+import ssl
+import sys
+import threading
+import time
+from codeguru_agent.host import forksafe
+
+class Agent:
+    def restart_in_child(self):
+        pass
+
+agent = Agent()
+forksafe.on_fork_in_child(agent.restart_in_child)  # as the profiler registers itself at start()
+# An agent thread makes this process's first SSL context, as the agent's does when it builds its
+# client; the host forks the moment it sees that thread inside it.
+maker = threading.Thread(target=ssl.create_default_context, name=forksafe.AGENT_THREAD_PREFIX + "-client")
+maker.start()
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    frame = sys._current_frames().get(maker.ident)
+    if frame is not None and frame.f_code is ssl.SSLContext.__new__.__code__:
+        break
+del frame
+pid = os.fork()
+if pid == 0:
+    ssl.create_default_context()  # the child's own first SSL context
+    os._exit(0)
+deadline = time.monotonic() + 10
+while not os.waitpid(pid, os.WNOHANG)[0]:
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        print("child hung")
+        break
+    time.sleep(0.01)
+else:
+    print("child done")
+maker.join()
+"""
+
+
+def test_a_fork_while_an_agent_thread_makes_an_ssl_context_never_hangs_the_child(tmp_path: Path) -> None:
+    """A process's first SSL context takes OpenSSL's global locks (without the GIL) while it caches
+    the ciphers; a child forked meanwhile inherits them locked and hangs at its own first SSL
+    context (a worker's HTTPS calls, its agent's client) and at its exit. Before the fork waited for
+    it, 19 children in 20 hung here."""
+    script = tmp_path / "fork_while_ssl.py"
+    script.write_text(FORK_WHILE_MAKING_AN_SSL_CONTEXT)
+    outcomes = [
+        subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60).stdout.strip()
+        for _ in range(5)
+    ]
+    assert outcomes == ["child done"] * 5, outcomes

@@ -1,4 +1,4 @@
-"""Fork safety: no fork while the agent imports, and a fresh agent in every child.
+"""Fork safety: no fork while the agent imports or sets OpenSSL up, and a fresh agent in every child.
 
 A fork taken while another thread holds a module's import lock leaves the child with a lock that
 no thread will ever release; the child then hangs on its first import of that module (seen with
@@ -6,7 +6,11 @@ the official agent under ``gunicorn --preload``). So a fork waits while an agent
 an import. It must not wait for all of boto3 (seconds on a busy host): the agent loads its modules
 with :func:`load`, one module at a time, each one's own imports first, and begins no module while a
 fork is pending, so a fork waits for one module's import at most (a package whose ``__init__``
-imports its own submodules is one such step: they cannot be imported before it). In the child, registered
+imports its own submodules is one such step: they cannot be imported before it). OpenSSL's own
+locks are the same hazard: a process's first SSL context fetches and caches its ciphers under a
+global write lock, and a child forked meanwhile hangs at its first SSL context (the host's too) and
+at its exit (seen under ``gunicorn --preload``: a worker whose agent never delivered, then hung in
+``OPENSSL_cleanup``). So a fork also waits while an agent thread creates an SSL context. In the child, registered
 callbacks rebuild the agent's state; they must not log, since a logging lock may have been held at
 the fork. A child whose agent fails to restart cannot report it itself: it counts it in memory
 shared with its parent, whose next profile reports it.
@@ -34,6 +38,14 @@ GATE_WAIT_S: Final = 10.0
 AGENT_THREAD_PREFIX: Final = "codeguru-agent"
 """Every thread of the agent is named with this prefix."""
 _IMPORT_POLL_S: Final = 0.001
+_OPENSSL_SETUP: Final = (
+    ("/ssl.py", frozenset({"__new__", "create_default_context", "load_default_certs"})),
+    ("/urllib3/util/ssl_.py", frozenset({"create_urllib3_context"})),
+)
+"""Functions whose OpenSSL calls run without the GIL and take OpenSSL's global locks: an SSL
+context's creation (``SSLContext.__new__``; the first in a process fetches every cipher under a
+write lock) and the default certificates' loading. Not a connection's handshake or I/O: a fork
+must not wait for the network."""
 _STOP_OPCODES: Final = ("SETUP_FINALLY", "SETUP_WITH", "PUSH_EXC_INFO", "FOR_ITER", "RETURN_VALUE", "RETURN_CONST")
 _COUNTER_SLOTS: Final = 64
 """Children count their failed restarts in the slot of their pid: two children of the same parent
@@ -127,7 +139,7 @@ class _Loader:
         Finding a module (without importing its package) and reading its code take no module's
         import lock (the interpreter's global import lock, which ``os.fork()`` itself takes, aside),
         so a fork need not wait for this: the thread says so in ``_reading``, which
-        :func:`_agent_thread_importing` reads.
+        :func:`_agent_thread_unsafe_to_fork` reads.
         """
         thread = native.get_ident()
         _reading.add(thread)
@@ -317,7 +329,7 @@ def hold_imports() -> None:
     deadline = time.monotonic() + GATE_WAIT_S
     with _gate:  # the module load() is importing now, if any: one module
         _gate.wait_for(lambda: not _loading, GATE_WAIT_S)
-    while _agent_thread_importing() and time.monotonic() < deadline:
+    while _agent_thread_unsafe_to_fork() and time.monotonic() < deadline:
         native.sleep(_IMPORT_POLL_S)  # any other import on an agent thread (a lazy one, deep in a call)
 
 
@@ -325,26 +337,37 @@ def release_imports() -> None:
     _release()
 
 
-def _agent_thread_importing() -> bool:
-    """True while one of the agent's threads is inside an import, holding that module's lock.
+def _agent_thread_unsafe_to_fork() -> bool:
+    """True while one of the agent's threads is inside an import, holding that module's lock, or
+    sets OpenSSL up (``_OPENSSL_SETUP``), holding OpenSSL's.
 
     :func:`load` covers the imports the agent knows it makes; this covers every other lazy import
     on its threads (fleet identity, the first request, a codec). Returning False with the GIL held
-    means no agent thread can begin an import before the fork itself. While other interpreters run,
-    no thread's frames may be read: :func:`load`'s count alone guards the fork then.
+    means no agent thread can begin an import or an SSL context before the fork itself. While other
+    interpreters run, no thread's frames may be read: :func:`load`'s count alone guards the fork then.
     """
     frames = interpreters.current_frames()
     if frames is None:
         return False
     frames.pop(native.get_ident(), None)  # our own frame must not join a cycle (see sampler.py)
     for ident, name in native.agent_threads():
-        agents = ident is not None and ident not in _reading and name.startswith(AGENT_THREAD_PREFIX)
+        agents = ident is not None and name.startswith(AGENT_THREAD_PREFIX)
         frame = frames.get(ident) if agents and ident is not None else None
+        reading = ident in _reading
         while frame is not None:
-            if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            code = frame.f_code
+            if code.co_filename.startswith("<frozen importlib._bootstrap") and not reading:
+                return True
+            if _sets_openssl_up(code):
                 return True
             frame = frame.f_back
     return False
+
+
+def _sets_openssl_up(code: types.CodeType) -> bool:
+    """Whether ``code`` is one of ``_OPENSSL_SETUP``'s functions."""
+    filename = code.co_filename.replace("\\", "/")
+    return any(code.co_name in names and filename.endswith(suffix) for suffix, names in _OPENSSL_SETUP)
 
 
 def _after_in_parent() -> None:
