@@ -161,7 +161,13 @@ class Launch:
 
 
 def _block_host_signals() -> None:
-    """On an agent thread, first thing: see ``signalmask`` (imported here, not by start())."""
-    from codeguru_agent.host.signalmask import block_host_signals
+    """On an agent thread, first thing: see ``signalmask`` (imported here, not by start()).
+
+    The import is a step of the agent's loading (``forksafe.agent_import``): a host that forks as the
+    agent starts (``gunicorn --preload``) would otherwise fork mid-import, and the child's agent
+    find the module half imported (ImportError: the worker went unprofiled, 1 run in 90).
+    """
+    with forksafe.agent_import():
+        from codeguru_agent.host.signalmask import block_host_signals
 
     block_host_signals()
