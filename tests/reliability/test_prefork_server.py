@@ -121,6 +121,11 @@ def test_every_worker_is_profiled_and_every_request_answered(
                 "a profile from every worker",
             )
         except AssertionError as timed_out:  # say which worker, and what the server printed
+            for worker in workers_of(server.pid):  # a hung worker outlives its master's kill: none left
+                try:
+                    psutil.Process(worker).kill()
+                except psutil.NoSuchProcess:
+                    pass
             server.kill()
             _stdout, stderr = server.communicate()
             delivered = sorted(set(process_ids(stored(collector, GROUP))))
