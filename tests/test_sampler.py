@@ -36,10 +36,14 @@ def thread_stacks(stacks: Stacks, function: str) -> Stacks:
     return {s: c for s, c in stacks.items() if any(f.name.endswith(":" + function) for f in s)}
 
 
+def only_thread_config(name: str) -> AgentConfig:
+    """A configuration that excludes every thread but the one with this name."""
+    return AgentConfig(excluded_threads=frozenset(t.name for t in threading.enumerate() if t.name != name))
+
+
 def only_thread(name: str) -> Sampler:
     """A sampler that ignores every thread but the one with this name."""
-    others = {t.name for t in threading.enumerate() if t.name != name}
-    return Sampler(AgentConfig(excluded_threads=frozenset(others)))
+    return Sampler(only_thread_config(name))
 
 
 @contextmanager
@@ -130,6 +134,64 @@ def test_a_stack_that_changes_between_ticks_is_walked_again() -> None:
         done.set()
     leaf_callers = sorted(names(s)[-3].rsplit(":", 1)[1] for s in stacks)
     assert leaf_callers == ["first", "second"]
+
+
+def test_a_parked_thread_is_counted_for_every_tick_it_stayed_when_it_moves_on() -> None:
+    """A parked thread's ticks are counted when it leaves (lazily): none is lost, none counted twice,
+    with weighted ticks and new limits in between."""
+    step = threading.Event()
+    at_first, at_second = threading.Event(), threading.Event()
+    done = threading.Event()
+
+    def first() -> None:
+        at_first.set()
+        step.wait()
+
+    def second() -> None:
+        at_second.set()
+        done.wait()
+
+    def work() -> None:
+        first()
+        second()
+
+    with running(work, name="mover"):
+        assert at_first.wait(5)
+        config = only_thread_config("mover")
+        sampler = Sampler(config)
+        for weight in (1, 1, 2):  # parked from the second tick on
+            sampler.sample(weight)
+        sampler.set_limits(config)  # as the service's answer does: seen afresh
+        for weight in (1, 3, 1, 1):  # parked again from the second tick on, then it moves
+            sampler.sample(weight)
+        step.set()
+        assert at_second.wait(5)
+        for _ in range(4):
+            sampler.sample()
+        aggregate = sampler.seal()
+        done.set()
+    by_caller = {names(s)[-3].rsplit(":", 1)[1]: c for s, c in profile_of(aggregate).stacks.items()}
+    assert by_caller == {"first": 10, "second": 4}
+    assert aggregate.num_times_sampled == sum(by_caller.values())
+
+
+def test_with_more_threads_than_max_threads_each_tick_counts_max_threads_samples() -> None:
+    """The threads a tick leaves out are not counted for it, parked or not."""
+    release = threading.Event()
+    threads = [threading.Thread(target=release.wait, name=f"idle-{i}", daemon=True) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    try:
+        sampler = Sampler(AgentConfig(max_threads=4))
+        sampler.exclude_thread(threading.get_ident())
+        for _ in range(30):  # each thread is left out of most ticks, and parked in some
+            sampler.sample()
+        aggregate = sampler.seal()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert aggregate.threads_seen == sum(aggregate.counts) == 30 * 4
 
 
 class Payload:

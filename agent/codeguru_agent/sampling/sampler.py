@@ -75,6 +75,10 @@ _SIGNAL_CPU_S: Final = 100e-6
 _MAIN_WINDOW_S: Final = 0.01
 """The main thread's CPU time is compared over this much time at least (a system call is enough to
 cross 2% of a millisecond)."""
+_MAIN_WINDOW_LIVE_S: Final = 0.02
+"""The same while its timer runs: a window as long as ``_MAIN_IDLE_S`` stops the timer as soon as two
+short ones did (its first wholly idle window), and at 100 ticks a second every other tick goes
+without the system call that reads the main thread's CPU clock (5 to 16 µs of a cold tick)."""
 _MAIN_IDLE_S: Final = 0.02
 """How long the main thread waits, tick after tick, before its timer stops (see ``_main_waited``):
 longer than the waits between a program's short bursts of work, which the timer is there to see."""
@@ -290,11 +294,13 @@ class Sampler:
         self._weight = 1
         """The current tick's weight (see :meth:`sample`), for the unit samplers' counts."""
         self._table = FrameTable()
-        self._threads: Dict[int, Tuple[Any, int, int]] = {}
+        self._threads: Dict[int, Tuple[Any, ...]] = {}
         """Per thread ident, one entry for everything the tick needs to know of it: ``_SKIPPED``
         (an agent thread or an excluded name), or its top frame at the last tick (or, seen there
-        once, only its address), the frame's offset and the stack id: see :meth:`sample`. One
-        lookup per thread and tick, on a table the cold cache has to fetch after every sleep."""
+        once, only its address), the frame's offset and the stack id, and for a parked thread the
+        total of the ticks' weights its count has reached (see :meth:`_settle`): see
+        :meth:`sample`. One lookup per thread and tick, on a table the cold cache has to fetch
+        after every sleep."""
         self._modules_seen = 0
         self._units_loaded = False
         """Whether asyncio or greenlet is loaded (the units pass), as of ``len(sys.modules)`` being
@@ -302,12 +308,12 @@ class Sampler:
         self._main_sampled: Optional[int] = None
         """The main thread's ident once its name was read and it is to be sampled: the timer's
         samples never pass through ``_threads``, so the tick would read its name again each time."""
+        self._reset(int(self._clock() * 1000))
         self.set_limits(config)
         self.synthetic_leaves = True
         """Whether a new leaf position gets its synthetic child (``<Sleep>``, ...), read from its
         bytecode with ``dis``. The runner leaves it off until it has imported ``dis``, after its
         first sample: meanwhile a leaf has no child, and is looked at again on the next tick."""
-        self._reset(int(self._clock() * 1000))
 
     def set_limits(self, config: AgentConfig) -> None:
         """The interval, stack depth, thread bounds and memory bound, from the next sample on (the
@@ -326,6 +332,7 @@ class Sampler:
         self._memory_limit_bytes = int(config.memory_limit_mb * 2**20)
         # room kept for the one stack every sample can fold into when nothing above it is known
         self._budget_bytes = self._memory_limit_bytes - _STACK_BYTES - _STACK_FRAME_BYTES
+        self._settle(list(self._threads), self._intervals_sampled, self._intervals_sampled)
         self._threads = {ident: _SKIPPED for ident in self._agent_threads}  # names are read again
         self._main_sampled = None
         if self.timer is not None:
@@ -359,7 +366,29 @@ class Sampler:
         """Never sample this thread (the agent's own threads register here)."""
         if ident is not None:
             self._agent_threads.add(ident)
+            self._forget(ident, self._intervals_sampled)
             self._threads[ident] = _SKIPPED
+
+    def _settle(self, idents: Iterable[int], through: int, since: int) -> None:
+        """Count the parked threads among ``idents`` up to ``through`` (a total of the ticks'
+        weights), and from now on from ``since``.
+
+        A parked thread's entry holds the total its count has reached; the ticks it stays parked
+        add nothing (a cold list slot and a new int per thread and tick, after every sleep), and
+        what they owe it is added when it moves or ends, when the main thread's timer takes it
+        over, when the units pass moves its sample, and at the seal and new limits.
+        """
+        threads, counts = self._threads, self._counts
+        for ident in idents:
+            entry = threads.get(ident)
+            if entry is not None and len(entry) == 4:
+                counts[entry[2]] += through - entry[3]
+                threads[ident] = (*entry[:3], since)
+
+    def _forget(self, ident: int, through: int) -> None:
+        """Drop a thread's entry, counted up to ``through`` if it was parked."""
+        self._settle((ident,), through, through)
+        self._threads.pop(ident, None)
 
     def add_paused_time(self, paused_ms: int) -> None:
         """Time the profile was paused, kept out of its duration."""
@@ -376,7 +405,8 @@ class Sampler:
 
         Built for the cache the sleep left cold: the frames dict is iterated as it comes (no list
         of its items), and each thread costs one lookup in ``_threads``; a parked thread (its top
-        frame the same object at the same offset) then costs one comparison and its count.
+        frame the same object at the same offset) then costs one comparison, its count added when
+        it moves or the interval ends (:meth:`_settle`).
         """
         self._weight = weight
         frames = self._current_frames()
@@ -392,23 +422,27 @@ class Sampler:
         if timer is not None and timer.live:
             main = self._count_timer_samples(timer, frames)
         items: Collection[Tuple[int, types.FrameType]] = frames.items()
+        subset = False
         if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
                 import random  # only with more threads than max_threads: not before the first sample
 
                 items = random.sample(items, self._max_threads)
+                subset = True
         threads = self._threads
         counts = self._counts
         skipped = 0
+        counted = self._intervals_sampled  # the weights of the ticks before this one (see _settle)
         for ident, frame in items:
             previous = threads.get(ident)
             if previous is not None and previous[0] is frame and previous[1] == frame.f_lasti:
-                counts[previous[2]] += weight  # parked: the same frame object at the same offset
-                continue
+                continue  # parked: the same frame object at the same offset; counted when it moves
             if previous is _SKIPPED or (previous is None and self._classify(ident)):
                 skipped += 1
                 continue
+            if previous is not None and len(previous) == 4:
+                counts[previous[2]] += counted - previous[3]  # parked until the last tick: counted now
             lasti = frame.f_lasti
             stack_id = self._walk(frame, lasti)
             counts[stack_id] += weight
@@ -418,15 +452,19 @@ class Sampler:
                 threads[ident] = _MOVING
             elif previous is not None and previous[0] == id(frame) and previous[1] == lasti and previous[2] == stack_id:
                 # at the same place a whole interval: parked, so kept and never walked again while
-                # it stays there (only the object itself tells it from a later call at its address)
-                threads[ident] = (frame, lasti, stack_id)
+                # it stays there (only the object itself tells it from a later call at its address);
+                # counted through this tick, the next ones when it moves, ends or the interval ends
+                threads[ident] = (frame, lasti, stack_id, counted + weight)
             else:
                 # seen here once: by its address only, so that a frame that returns before the next
                 # tick frees its locals when it returns, not an interval later
                 threads[ident] = (id(frame), lasti, stack_id)
         if len(threads) > len(frames) + (me in threads):
             for ident in [ident for ident in threads if ident not in frames and ident != me]:
-                del threads[ident]  # an ended thread
+                self._forget(ident, counted)  # an ended thread, or the main thread its timer counts
+        if subset:  # a parked thread left out of this tick is not owed it
+            chosen = {ident for ident, _ in items}
+            self._settle([ident for ident in threads if ident not in chosen], counted, counted + weight)
         if self._units and len(sys.modules) != self._modules_seen:
             # looked up again only when a module was added or removed: two lookups in a dict of a
             # thousand modules, cold, at every tick otherwise
@@ -477,7 +515,8 @@ class Sampler:
         for _ in range(len(samples)):  # only the main thread appends meanwhile: no sample is lost
             drained.append(samples.popleft())
         now_s = time.monotonic()
-        if now_s - self._main_seen_s >= _MAIN_WINDOW_S or not self._main_seen_s:  # else it has nothing new
+        window_s = _MAIN_WINDOW_LIVE_S if timer.interval_s else _MAIN_WINDOW_S
+        if now_s - self._main_seen_s >= window_s or not self._main_seen_s:  # else it has nothing new
             idle_since = self._main_waited(ident, timer.interval_s, now_s)
         else:
             idle_since = self._main_idle_since
@@ -537,8 +576,9 @@ class Sampler:
         sleeps in steps counts the steps, not the time (SQLite's busy timeout ran out in an eighth
         of its time under a 10 ms timer); and the sampling thread sees a waiting thread where it
         is. It starts again at the first tick that finds the main thread running. One system call
-        per tick, on the sampling thread; never waiting where the thread's clock cannot be read.
-        ``now_s``: the tick's ``time.monotonic()``.
+        a window (``_MAIN_WINDOW_S``, ``_MAIN_WINDOW_LIVE_S`` while the timer runs; the caller waits
+        for it to pass), on the sampling thread; never waiting where the thread's clock cannot be
+        read. ``now_s``: the tick's ``time.monotonic()``.
         """
         try:
             if self._main_clock is None or self._main_clock[0] != ident:
@@ -548,8 +588,6 @@ class Sampler:
             return None
         if not self._main_seen_s:  # the first reading, or the timer just stopped: a new baseline
             self._main_cpu_s, self._main_seen_s = cpu_s, now_s
-            return self._main_idle_since
-        if now_s - self._main_seen_s < _MAIN_WINDOW_S:
             return self._main_idle_since
         share = _MAIN_BUSY_SHARE + (_SIGNAL_CPU_S / timer_interval_s if timer_interval_s else 0.0)
         if cpu_s - self._main_cpu_s >= share * (now_s - self._main_seen_s):
@@ -646,6 +684,8 @@ class Sampler:
         again by the same walk that counted it."""
         if self._threads.get(ident) is _SKIPPED or frame_id < 0 or start.f_back is None:
             return
+        through = self._intervals_sampled + self._weight
+        self._settle((ident,), through, through)  # a parked thread: this tick's sample counted first
         stack_id = self._walk(top, top.f_lasti)
         key = self._stacks[stack_id]
         below = self._program_key(self.stack_below(start.f_back))
@@ -915,6 +955,7 @@ class Sampler:
         """Hand over this interval's samples and start a new interval; O(1) on the sampling thread."""
         now = int(self._clock() * 1000) if now_ms is None else now_ms
         end = int(self._end_s * 1000) if self._intervals_sampled else now
+        self._settle(list(self._threads), self._intervals_sampled, self._intervals_sampled)
         aggregate = Aggregate(
             start_ms=self._start_ms,
             end_ms=end,
