@@ -446,3 +446,67 @@ def test_a_fork_while_an_agent_thread_makes_an_ssl_context_never_hangs_the_child
         for _ in range(5)
     ]
     assert outcomes == ["child done"] * 5, outcomes
+
+
+SAMPLING_THREAD_IMPORTS_WHILE_A_FORK_IS_PENDING = """\
+import sys
+import threading
+import time
+
+from codeguru_agent.config import AgentConfig
+from codeguru_agent.host import forksafe
+from codeguru_agent.sampling.runner import Runner
+from codeguru_agent.sampling.sampler import Sampler
+
+GATE = forksafe.agent_import.__wrapped__.__code__
+
+
+def waits_at_the_gate(thread):
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None and frame.f_code is not GATE:
+        frame = frame.f_back
+    return frame is not None
+
+
+def imports_after_the_fork(module, step):
+    # A fork is pending (its hook holds the gate): the agent thread's lazy import must wait for it.
+    assert module not in sys.modules, module + " loaded before the test"
+    with forksafe.import_gate():
+        thread = threading.Thread(target=step, name="codeguru-agent-sampler", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not waits_at_the_gate(thread):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                print(module, "imported while a fork was pending:", module in sys.modules)
+                return
+            time.sleep(0.005)
+        held = module in sys.modules
+    thread.join(30)
+    print(module, "waited for the fork" if not held and module in sys.modules else "went wrong")
+
+
+imports_after_the_fork("dis", Runner._import_dis)
+import asyncio  # the units pass begins, and loads the task sampler, at the next tick
+imports_after_the_fork("codeguru_agent.sampling.tasks", Sampler(AgentConfig()).sample)
+parked = threading.Event()
+for _ in range(3):
+    threading.Thread(target=parked.wait, daemon=True).start()
+imports_after_the_fork("random", Sampler(AgentConfig(max_threads=1)).sample)
+parked.set()
+"""
+
+
+def test_the_sampling_threads_lazy_imports_wait_for_a_pending_fork(tmp_path: Path) -> None:
+    """The sampling thread imports a few modules after it starts (``dis`` after its first tick, the
+    task sampler once asyncio is loaded, ``random`` above ``max_threads``). The fork's check of the
+    agent's frames leaves a window before the fork in which a thread could begin one (another
+    before-fork hook, the import lock, can hand the GIL over): each is a step of the agent's loading,
+    begun only while no fork is pending."""
+    script = tmp_path / "lazy_imports.py"
+    script.write_text(SAMPLING_THREAD_IMPORTS_WHILE_A_FORK_IS_PENDING)
+    run = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=120)
+    assert run.stdout.splitlines() == [
+        "dis waited for the fork",
+        "codeguru_agent.sampling.tasks waited for the fork",
+        "random waited for the fork",
+    ], run.stdout + run.stderr

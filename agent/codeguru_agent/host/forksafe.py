@@ -176,7 +176,12 @@ class _Loader:
 @contextmanager
 def agent_import() -> Iterator[None]:
     """One step of the agent's loading (an import, or reading a module's code for :func:`load`):
-    begun only while no fork is pending, and counted while it runs, so that a fork waits for it."""
+    begun only while no fork is pending, and counted while it runs, so that a fork waits for it.
+
+    Every import the agent's own code makes on its threads is one (the sampling thread's lazy
+    ones too): :func:`_agent_thread_unsafe_to_fork` returns before the fork, and the GIL may change
+    hands in between (another before-fork hook, the import lock), long enough to begin an import.
+    """
     global _loading
     with _gate:
         while _holds:

@@ -15,7 +15,7 @@ import time
 from typing import Callable, Final, List, Optional, Tuple
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.host import native
+from codeguru_agent.host import forksafe, native
 from codeguru_agent.sampling.governor import WINDOW_S, OverheadGovernor
 from codeguru_agent.sampling.sampler import Aggregate, Sampler
 from codeguru_agent.sampling.timer import DELIVERY_COST_S, MainThreadTimer
@@ -379,10 +379,12 @@ class Runner:
         Not before the first sample, nor in the middle of one: an import hands the GIL back at each
         file read, so a CPU-bound host would delay the first sample by several switch intervals, or
         run on while its stack was half read. So the first sample goes without synthetic frames,
-        unless the host has loaded ``dis`` already.
+        unless the host has loaded ``dis`` already. A step of the agent's loading
+        (``forksafe.agent_import``), as every import on its threads: a fork waits for it.
         """
         try:
-            import dis  # noqa: F401
+            with forksafe.agent_import():
+                import dis  # noqa: F401
         except Exception:  # a stripped-down interpreter: plain leaves, as before the import
             return False
         return True

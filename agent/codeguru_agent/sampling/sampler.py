@@ -39,7 +39,7 @@ from typing import (
 )
 
 from codeguru_agent.config import AgentConfig
-from codeguru_agent.host import interpreters, native
+from codeguru_agent.host import forksafe, interpreters, native
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
 
@@ -426,7 +426,8 @@ class Sampler:
         if len(frames) > self._max_threads + len(self._agent_threads):
             items = [item for item in items if item[0] not in self._agent_threads]
             if len(items) > self._max_threads:
-                import random  # only with more threads than max_threads: not before the first sample
+                with forksafe.agent_import():  # only with more threads than max_threads, not before the first sample
+                    import random
 
                 items = random.sample(items, self._max_threads)
                 subset = True
@@ -612,13 +613,15 @@ class Sampler:
         try:
             if with_tasks:
                 if self._tasks is None:
-                    from codeguru_agent.sampling.tasks import TaskSampler
+                    with forksafe.agent_import():  # a fork waits for it (see host/forksafe.py)
+                        from codeguru_agent.sampling.tasks import TaskSampler
 
                     self._tasks = TaskSampler(self._max_tasks)
                 self._task_samples += self._tasks.sample(threads, self) * self._weight
             if with_greenlets:
                 if self._greenlets is None:
-                    from codeguru_agent.sampling.greenlets import GreenletSampler
+                    with forksafe.agent_import():
+                        from codeguru_agent.sampling.greenlets import GreenletSampler
 
                     self._greenlets = GreenletSampler(self._max_tasks)
                 self._greenlet_samples += self._greenlets.sample(threads, self) * self._weight

@@ -7,6 +7,7 @@ per unit per tick, counted through the sampler's own table and counts, on the sa
 import types
 from typing import Final, Iterator, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
+from codeguru_agent.host import forksafe
 from codeguru_agent.sampling.frames import Frame, encodable
 
 T = TypeVar("T")
@@ -59,7 +60,8 @@ def weighted_subset(units: List[T], bound: int) -> Iterator[Tuple[T, int]]:
         for unit in units:
             yield unit, 1
         return
-    import random  # only when a program runs more units than the bound: not before the first sample
+    with forksafe.agent_import():  # only when a program runs more units than the bound, not before the first sample
+        import random
 
     chosen = random.sample(units, bound)
     for index, unit in enumerate(chosen):
