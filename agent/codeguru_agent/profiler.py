@@ -162,6 +162,7 @@ class Profiler:
                 launch = self._launch
             if launch is None:
                 return True
+            forksafe.settled()  # the host waits for the agent now: its start-up is over
             deadline = time.monotonic() + self._config.shutdown_timeout_ms / 1000.0
             launch.wait(deadline)  # then stop what it started, as if start() had done it all
             with _lock:
@@ -212,6 +213,7 @@ class Profiler:
                 return False
             timeout = self._config.shutdown_timeout_ms / 1000.0 if timeout_s is None else timeout_s
             deadline = time.monotonic() + max(0.0, timeout)
+            forksafe.settled()  # the host waits for the agent now: its start-up is over
             launch = self._launch
             runner, uploader = launch.wait(deadline) if launch is not None else (None, None)
             if runner is None or uploader is None:
@@ -436,27 +438,31 @@ def before_gevent_patch_all(_event: Any = None) -> None:
 
 
 def on_gevent_patch_all(_event: Any = None) -> None:
-    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: the agent's
-    imports go on; if an agent runs here, it records this thread's greenlets from now on. Never
-    raises into gevent."""
+    """gevent's ``did_patch_all`` plugin hook (an entry point), on the thread that patched: if an
+    agent runs here, it records this thread's greenlets from now on, and its loading goes on once the
+    host first waits on its hub (``forksafe.settle``: the host's own imports come first), within
+    ``forksafe.SETTLE_S``. Never raises into gevent."""
     global _imports_held_for_gevent
     try:
         if _active is not None:  # before the agent's threads go on: they may build a client at once
             _repoint_ssl_contexts()
     except Exception:  # the host's patch_all must go on whatever happens here
         logger.debug("could not repoint the SSL contexts after patch_all", exc_info=True)
-    if _imports_held_for_gevent:
-        _imports_held_for_gevent = False
-        native.gevent_patch_ends()
-        forksafe.release_imports()
     try:
         profiler = _active
         if profiler is not None and profiler.is_running():
-            native.prepare_host_hub()
+            native.prepare_host_hub()  # its imports before any agent thread's (see there)
             if profiler._config.asyncio_tasks:
                 _track_greenlets(in_child=False)
     except Exception:  # the host's patch_all must go on whatever happens here
         logger.debug("could not track greenlets after patch_all", exc_info=True)
+    if _imports_held_for_gevent:
+        _imports_held_for_gevent = False
+        forksafe.settle()
+        if not native.when_host_hub_runs(forksafe.settled):
+            forksafe.settled()
+        native.gevent_patch_ends()
+        forksafe.release_imports()
 
 
 _SSL_CONTEXT_USERS: Final = ("botocore.httpsession", "urllib3.util.ssl_", "urllib3.util")

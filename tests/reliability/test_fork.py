@@ -448,10 +448,11 @@ def test_a_fork_while_an_agent_thread_makes_an_ssl_context_never_hangs_the_child
     assert outcomes == ["child done"] * 5, outcomes
 
 
-SAMPLING_THREAD_IMPORTS_WHILE_A_FORK_IS_PENDING = """\
+AGENT_IMPORTS_WHILE_THE_LOADING_IS_HELD = """\
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import forksafe
@@ -468,45 +469,63 @@ def waits_at_the_gate(thread):
     return frame is not None
 
 
-def imports_after_the_fork(module, step):
-    # A fork is pending (its hook holds the gate): the agent thread's lazy import must wait for it.
+def imported_once_let_go(module, step, held):
+    # While the loading is held, an agent thread's import must wait for it to be let go.
     assert module not in sys.modules, module + " loaded before the test"
-    with forksafe.import_gate():
+    with held():
         thread = threading.Thread(target=step, name="codeguru-agent-sampler", daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
         while not waits_at_the_gate(thread):
             if not thread.is_alive() or time.monotonic() > deadline:
-                print(module, "imported while a fork was pending:", module in sys.modules)
+                print(module, "imported while held:", module in sys.modules)
                 return
             time.sleep(0.005)
-        held = module in sys.modules
+        imported_while_held = module in sys.modules
     thread.join(30)
-    print(module, "waited for the fork" if not held and module in sys.modules else "went wrong")
+    print(module, "waited" if not imported_while_held and module in sys.modules else "went wrong")
 
 
-imports_after_the_fork("dis", Runner._import_dis)
-import asyncio  # the units pass begins, and loads the task sampler, at the next tick
-imports_after_the_fork("codeguru_agent.sampling.tasks", Sampler(AgentConfig()).sample)
+@contextmanager
+def settling():
+    forksafe.settle(60)  # as after gevent's patch_all(): until the host's hub first runs
+    yield
+    forksafe.settled()
+
+
+# The sampling thread does not wait for dis: it samples on without it, and takes it up once let go.
+runner = Runner(AgentConfig(), on_sealed=lambda aggregate, cpu_s: None)
+with forksafe.import_gate():
+    print("dis held back:", runner._take_up_leaves() and "dis" not in sys.modules)
+print("dis taken up:", not runner._take_up_leaves() and "dis" in sys.modules)
 parked = threading.Event()
 for _ in range(3):
     threading.Thread(target=parked.wait, daemon=True).start()
-imports_after_the_fork("random", Sampler(AgentConfig(max_threads=1)).sample)
+imported_once_let_go("random", Sampler(AgentConfig(max_threads=1)).sample, forksafe.import_gate)
 parked.set()
+imported_once_let_go("colorsys", lambda: forksafe.load(["colorsys"]), settling)
+forksafe.settle(0.2)  # never let go: the loading goes on when the time is up
+loading = threading.Thread(target=forksafe.load, args=(["wave"],))
+loading.start()
+loading.join(30)
+print("wave loaded when the time was up:", "wave" in sys.modules)
 """
 
 
-def test_the_sampling_threads_lazy_imports_wait_for_a_pending_fork(tmp_path: Path) -> None:
-    """The sampling thread imports a few modules after it starts (``dis`` after its first tick, the
-    task sampler once asyncio is loaded, ``random`` above ``max_threads``). The fork's check of the
-    agent's frames leaves a window before the fork in which a thread could begin one (another
-    before-fork hook, the import lock, can hand the GIL over): each is a step of the agent's loading,
-    begun only while no fork is pending."""
-    script = tmp_path / "lazy_imports.py"
-    script.write_text(SAMPLING_THREAD_IMPORTS_WHILE_A_FORK_IS_PENDING)
+def test_an_agent_threads_import_waits_while_the_loading_is_held(tmp_path: Path) -> None:
+    """The agent's imports after it starts (``dis`` after the first tick, ``random`` above
+    ``max_threads``, every module of its loading) begin only while the loading is open: not while a
+    fork is pending (the fork's check of the agent's frames returns before the fork itself, and the
+    GIL can change hands in between: another before-fork hook, the import lock), and not while the
+    host starts up after gevent's ``patch_all()`` (``forksafe.settle``), up to its time limit. The
+    sampling thread never waits for ``dis``: it samples on without it and takes it up later."""
+    script = tmp_path / "held_imports.py"
+    script.write_text(AGENT_IMPORTS_WHILE_THE_LOADING_IS_HELD)
     run = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=120)
     assert run.stdout.splitlines() == [
-        "dis waited for the fork",
-        "codeguru_agent.sampling.tasks waited for the fork",
-        "random waited for the fork",
+        "dis held back: True",
+        "dis taken up: True",
+        "random waited",
+        "colorsys waited",
+        "wave loaded when the time was up: True",
     ], run.stdout + run.stderr

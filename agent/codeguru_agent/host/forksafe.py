@@ -38,6 +38,9 @@ GATE_WAIT_S: Final = 10.0
 AGENT_THREAD_PREFIX: Final = "codeguru-agent"
 """Every thread of the agent is named with this prefix."""
 _IMPORT_POLL_S: Final = 0.001
+SETTLE_S: Final = 5.0
+"""The longest the agent's loading waits, after gevent's ``patch_all()``, for the host's start-up
+(see :func:`settle`)."""
 _OPENSSL_SETUP: Final = (
     ("/ssl.py", frozenset({"__new__", "create_default_context", "load_default_certs"})),
     ("/urllib3/util/ssl_.py", frozenset({"create_urllib3_context"})),
@@ -58,6 +61,9 @@ _holds = 0
 """Forks in progress (and tests holding :func:`import_gate`): while any, :func:`load` begins no module."""
 _loading = 0
 """Modules :func:`load` is importing now, on the agent's threads."""
+_settling_until = 0.0
+"""Until this ``time.monotonic()``, unless :func:`settle`'s callback comes first, no step of the
+agent's loading begins."""
 _reading: Set[int] = set()
 """Agent threads reading a module's code for :func:`load`: inside importlib, but holding no module's lock."""
 _child_callbacks: List[weakref.WeakMethod[Callable[[], None]]] = []
@@ -184,8 +190,14 @@ def agent_import() -> Iterator[None]:
     """
     global _loading
     with _gate:
-        while _holds:
-            _gate.wait()
+        while True:
+            if _holds:
+                _gate.wait()
+                continue
+            settling_s = _settling_until - time.monotonic()
+            if settling_s <= 0:
+                break
+            _gate.wait(settling_s)
         _loading += 1
     try:
         yield
@@ -194,6 +206,37 @@ def agent_import() -> Iterator[None]:
             _loading -= 1
             if not _loading:
                 _gate.notify_all()
+
+
+def loading_open() -> bool:
+    """Whether a step of the agent's loading would begin now, without waiting (for a thread that
+    has better to do than wait, and asks again later)."""
+    return not _holds and _settling_until <= time.monotonic()
+
+
+def settle(timeout_s: float = SETTLE_S) -> None:
+    """Hold the agent's loading back until :func:`settled`, ``timeout_s`` at most.
+
+    For the host's start-up after gevent's ``patch_all()``: from then on the import system's module
+    locks are gevent's, and an agent thread importing a module the host's main greenlet imports at
+    the same moment (a gunicorn worker loading its application while the agent loads botocore: both
+    import ``concurrent.futures``) makes the greenlet wait on a lock an OS thread holds, which gevent
+    cannot do: the worker died at boot (``LoopExit``) or hung for good. :func:`settled` comes at the
+    host's first wait on its hub (``native.when_host_hub_runs``), by when a server has loaded its
+    code, or when the host waits for the agent (a flush, the exit).
+    """
+    global _settling_until
+    with _gate:
+        _settling_until = time.monotonic() + timeout_s
+
+
+def settled() -> None:
+    """The host's start-up is over: the agent's loading goes on (see :func:`settle`)."""
+    global _settling_until
+    with _gate:
+        if _settling_until:
+            _settling_until = 0.0
+            _gate.notify_all()
 
 
 def _import_instructions(code: types.CodeType) -> Iterator[Tuple[str, int, Tuple[str, ...]]]:
@@ -380,8 +423,9 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    global _gate, _holds, _loading, _restart_failures, _restart_failures_seen
+    global _gate, _holds, _loading, _restart_failures, _restart_failures_seen, _settling_until
     _gate, _holds, _loading = native.Condition(), 0, 0  # the agent's threads are gone
+    _settling_until = 0.0
     _reading.clear()
     parents_counters, _restart_failures, _restart_failures_seen = _restart_failures, None, 0
     alive, failures = [], 0

@@ -65,6 +65,20 @@ def prepare_host_hub() -> None:
         get_hub()
 
 
+def when_host_hub_runs(callback: Callable[[], None]) -> bool:
+    """Under gevent, call ``callback`` at the calling thread's hub's next turn: the host's first wait
+    (a server's, once it has loaded its code and begins to serve). False if it cannot be arranged."""
+    gevent = sys.modules.get("gevent")
+    get_hub = getattr(gevent, "get_hub", None)
+    if get_hub is None:
+        return False
+    try:
+        get_hub().loop.run_callback(callback)
+    except Exception:  # an odd gevent: the caller lets go itself
+        return False
+    return True
+
+
 _agent_hubs: Dict[int, object] = {}
 """The hubs given the blocking resolver, by their agent thread's ident."""
 

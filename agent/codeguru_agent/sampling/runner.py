@@ -210,7 +210,8 @@ class Runner:
         own time) and wait for it back: that thread lost the tick's time and two hand-overs.
         """
         sampler = self._sampler
-        sampler.synthetic_leaves = "dis" in sys.modules and self._import_dis()
+        sampler.synthetic_leaves = False
+        leaves_pending = self._take_up_leaves() if "dis" in sys.modules else True
         first_tick = True
         sampler.exclude_thread(native.get_ident())
         sampler.exclude_thread(self._exclude_ident())
@@ -257,6 +258,8 @@ class Runner:
                 if self._new_limits:  # the sampler is this thread's alone: it takes them between ticks
                     self._new_limits = False
                     sampler.set_limits(self._config)
+                if leaves_pending and not first_tick:  # dis was held back at the first tick: again now
+                    leaves_pending = self._take_up_leaves()
                 if now - window_start >= WINDOW_S:
                     cpu = time.thread_time()
                     switch_s = sys.getswitchinterval()
@@ -358,8 +361,8 @@ class Runner:
             if first_tick:
                 first_tick = False
                 self._under_way.set()
-                if not sampler.synthetic_leaves:
-                    sampler.synthetic_leaves = self._import_dis()
+                if leaves_pending:
+                    leaves_pending = self._take_up_leaves()
                 if timer is not None:
                     timer_cost_s = timer.handler_cost_s(sys._getframe())
             draw = jitter[turn]
@@ -372,22 +375,27 @@ class Runner:
         sampler.add_paused_time(self._take_paused_ms(now))
         self._seal()
 
-    @staticmethod
-    def _import_dis() -> bool:
-        """Import ``dis``, which the synthetic frames under a leaf are read with; True once loaded.
+    def _take_up_leaves(self) -> bool:
+        """Turn the synthetic frames under a leaf on once ``dis``, which reads them, is imported;
+        True while its import is still to come.
 
         Not before the first sample, nor in the middle of one: an import hands the GIL back at each
         file read, so a CPU-bound host would delay the first sample by several switch intervals, or
         run on while its stack was half read. So the first sample goes without synthetic frames,
         unless the host has loaded ``dis`` already. A step of the agent's loading
-        (``forksafe.agent_import``), as every import on its threads: a fork waits for it.
+        (``forksafe.agent_import``), as every import on its threads, begun only while the loading
+        is open: while it is held (a fork, the host's start-up after gevent's ``patch_all()``) the
+        sampling thread samples on without it and asks again at its next control pass.
         """
+        if not forksafe.loading_open():
+            return True
         try:
             with forksafe.agent_import():
                 import dis  # noqa: F401
         except Exception:  # a stripped-down interpreter: plain leaves, as before the import
             return False
-        return True
+        self._sampler.synthetic_leaves = True
+        return False
 
     def _count_idle(self, idle_since: Optional[float], now: float, still_idle: bool) -> Optional[float]:
         """Count the idle time since ``idle_since`` (killed, or told not to profile) up to ``now`` as

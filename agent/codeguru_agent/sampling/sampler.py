@@ -42,10 +42,10 @@ from codeguru_agent.config import AgentConfig
 from codeguru_agent.host import forksafe, interpreters, native
 from codeguru_agent.sampling import frames as names
 from codeguru_agent.sampling.frames import Frame
+from codeguru_agent.sampling.greenlets import GreenletSampler
+from codeguru_agent.sampling.tasks import TaskSampler
 
 if TYPE_CHECKING:
-    from codeguru_agent.sampling.greenlets import GreenletSampler
-    from codeguru_agent.sampling.tasks import TaskSampler
     from codeguru_agent.sampling.timer import MainThreadTimer
 
 logger = logging.getLogger(__name__)
@@ -613,16 +613,10 @@ class Sampler:
         try:
             if with_tasks:
                 if self._tasks is None:
-                    with forksafe.agent_import():  # a fork waits for it (see host/forksafe.py)
-                        from codeguru_agent.sampling.tasks import TaskSampler
-
                     self._tasks = TaskSampler(self._max_tasks)
                 self._task_samples += self._tasks.sample(threads, self) * self._weight
             if with_greenlets:
                 if self._greenlets is None:
-                    with forksafe.agent_import():
-                        from codeguru_agent.sampling.greenlets import GreenletSampler
-
                     self._greenlets = GreenletSampler(self._max_tasks)
                 self._greenlet_samples += self._greenlets.sample(threads, self) * self._weight
         except Exception:  # see the docstring: the units of one tick are lost, nothing else
