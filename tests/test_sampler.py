@@ -107,56 +107,52 @@ def test_a_tick_that_stands_for_several_intervals_counts_each_thread_that_many_t
     assert (aggregate.num_times_sampled, aggregate.ticks, aggregate.threads_seen) == (6, 3, 6)
 
 
+class Mover:
+    """A thread's work in two places: it waits in ``first`` until :meth:`move_on`, then in ``second``."""
+
+    def __init__(self) -> None:
+        self.at_first, self.at_second = threading.Event(), threading.Event()
+        self._step, self.done = threading.Event(), threading.Event()
+
+    def work(self) -> None:
+        self.first()
+        self.second()
+
+    def first(self) -> None:
+        self.at_first.set()
+        self._step.wait()
+
+    def second(self) -> None:
+        self.at_second.set()
+        self.done.wait()
+
+    def move_on(self) -> None:
+        self._step.set()
+        assert self.at_second.wait(5)
+
+
+def caller_of_leaf(stack: Tuple[Frame, ...]) -> str:
+    return names(stack)[-3].rsplit(":", 1)[1]
+
+
 def test_a_stack_that_changes_between_ticks_is_walked_again() -> None:
-    step = threading.Event()
-    at_first, at_second = threading.Event(), threading.Event()
-    done = threading.Event()
-
-    def first() -> None:
-        at_first.set()
-        step.wait()
-
-    def second() -> None:
-        at_second.set()
-        done.wait()
-
-    def work() -> None:
-        first()
-        second()
-
-    with running(work, name="changer"):
-        assert at_first.wait(5)
+    mover = Mover()
+    with running(mover.work, name="changer"):
+        assert mover.at_first.wait(5)
         sampler = only_thread("changer")
         sampler.sample()
-        step.set()
-        assert at_second.wait(5)
+        mover.move_on()
         stacks = sampled(sampler)
-        done.set()
-    leaf_callers = sorted(names(s)[-3].rsplit(":", 1)[1] for s in stacks)
-    assert leaf_callers == ["first", "second"]
+        mover.done.set()
+    assert sorted(caller_of_leaf(s) for s in stacks) == ["first", "second"]
 
 
 def test_a_parked_thread_is_counted_for_every_tick_it_stayed_when_it_moves_on() -> None:
     """A parked thread's ticks are counted when it leaves (lazily): none is lost, none counted twice,
     with weighted ticks and new limits in between."""
-    step = threading.Event()
-    at_first, at_second = threading.Event(), threading.Event()
-    done = threading.Event()
-
-    def first() -> None:
-        at_first.set()
-        step.wait()
-
-    def second() -> None:
-        at_second.set()
-        done.wait()
-
-    def work() -> None:
-        first()
-        second()
-
-    with running(work, name="mover"):
-        assert at_first.wait(5)
+    mover = Mover()
+    with running(mover.work, name="mover"):
+        assert mover.at_first.wait(5)
         config = only_thread_config("mover")
         sampler = Sampler(config)
         for weight in (1, 1, 2):  # parked from the second tick on
@@ -164,34 +160,14 @@ def test_a_parked_thread_is_counted_for_every_tick_it_stayed_when_it_moves_on() 
         sampler.set_limits(config)  # as the service's answer does: seen afresh
         for weight in (1, 3, 1, 1):  # parked again from the second tick on, then it moves
             sampler.sample(weight)
-        step.set()
-        assert at_second.wait(5)
+        mover.move_on()
         for _ in range(4):
             sampler.sample()
         aggregate = sampler.seal()
-        done.set()
-    by_caller = {names(s)[-3].rsplit(":", 1)[1]: c for s, c in profile_of(aggregate).stacks.items()}
+        mover.done.set()
+    by_caller = {caller_of_leaf(s): c for s, c in profile_of(aggregate).stacks.items()}
     assert by_caller == {"first": 10, "second": 4}
     assert aggregate.num_times_sampled == sum(by_caller.values())
-
-
-def test_with_more_threads_than_max_threads_each_tick_counts_max_threads_samples() -> None:
-    """The threads a tick leaves out are not counted for it, parked or not."""
-    release = threading.Event()
-    threads = [threading.Thread(target=release.wait, name=f"idle-{i}", daemon=True) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    try:
-        sampler = Sampler(AgentConfig(max_threads=4))
-        sampler.exclude_thread(threading.get_ident())
-        for _ in range(30):  # each thread is left out of most ticks, and parked in some
-            sampler.sample()
-        aggregate = sampler.seal()
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(5)
-    assert aggregate.threads_seen == sum(aggregate.counts) == 30 * 4
 
 
 class Payload:
@@ -374,6 +350,8 @@ def test_without_synthetic_leaves_a_leaf_gets_its_sleep_frame_once_they_are_on()
 
 
 def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
+    """Each tick counts ``max_threads`` samples: the threads it leaves out are not counted for it,
+    parked or not."""
     release = threading.Event()
     threads = [threading.Thread(target=release.wait, name=f"idle-{i}", daemon=True) for i in range(12)]
     for thread in threads:
@@ -381,13 +359,14 @@ def test_agent_threads_excluded_and_max_threads_bounds_the_walk() -> None:
     try:
         sampler = Sampler(AgentConfig(max_threads=4))
         sampler.exclude_thread(threading.get_ident())
-        sampler.sample()
+        for _ in range(30):  # each thread is left out of most ticks, and parked in some
+            sampler.sample()
         aggregate = sampler.seal()
     finally:
         release.set()
         for thread in threads:
             thread.join(5)
-    assert aggregate.threads_seen == 4
+    assert aggregate.threads_seen == sum(aggregate.counts) == 30 * 4
     profile = profile_of(aggregate)
     assert not any("test_agent_threads_excluded" in f.name for s in profile.stacks for f in s)
 
