@@ -12,6 +12,8 @@ Without gevent nothing changes: an agent thread is a ``threading.Thread`` (liste
 it a bare OS thread, kept in this module's own list.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import threading
@@ -213,7 +215,7 @@ class AgentThread(Protocol):
     def is_alive(self) -> bool: ...
 
 
-_os_threads: Dict[int, "OsThread"] = {}
+_os_threads: Dict[int, OsThread] = {}
 """Live bare OS threads by ident, for :func:`agent_threads` (``threading.enumerate()`` misses them)."""
 
 
