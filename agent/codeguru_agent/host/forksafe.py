@@ -62,8 +62,8 @@ _holds = 0
 _loading = 0
 """Modules :func:`load` is importing now, on the agent's threads."""
 _settling_until = 0.0
-"""Until this ``time.monotonic()``, unless :func:`settle`'s callback comes first, no step of the
-agent's loading begins."""
+"""Until this ``time.monotonic()``, unless :func:`settled` comes first, no step of the agent's
+loading begins (see :func:`settle`)."""
 _reading: Set[int] = set()
 """Agent threads reading a module's code for :func:`load`: inside importlib, but holding no module's lock."""
 _child_callbacks: List[weakref.WeakMethod[Callable[[], None]]] = []
